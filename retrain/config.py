@@ -1,0 +1,259 @@
+"""Configuration: ``retrain.toml`` validated by pydantic, with environment overrides.
+
+Precedence, lowest first: defaults, the TOML file, the seed's setting names
+(``DRIFT_THRESHOLD``, ``PSI_THRESHOLD``, ``MODEL_IMPROVEMENT_THRESHOLD``,
+``RETRAINING_SCHEDULE``, ``PERFORMANCE_ALERT_EMAIL``), then ``RETRAIN_<SECTION>__<KEY>``.
+Relative paths resolve against the folder that holds the TOML file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from retrain.errors import ConfigError
+
+CONFIG_FILENAME = "retrain.toml"
+ENV_CONFIG = "RETRAIN_CONFIG"
+ENV_PREFIX = "RETRAIN_"
+
+ModelKind = Literal["random_forest", "lightgbm", "logistic_regression"]
+Metric = Literal["roc_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    source: str
+    target: str
+    timestamp: str
+    features: list[str] | None = None
+    categorical: list[str] | None = None
+    entity_id: str | None = None
+
+
+class RegistryConfig(_Section):
+    url: str = "sqlite:///.retrain/registry.db"
+    artifacts: str = ".retrain/artifacts"
+
+
+class ModelConfig(_Section):
+    kind: ModelKind
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 42
+
+
+class TriggersConfig(_Section):
+    volume_threshold: int = Field(default=1000, ge=1)
+    check_performance: bool = False
+    performance_max_relative_drop: float = Field(default=0.05, gt=0, lt=1)
+
+
+class DriftConfig(_Section):
+    ks_pvalue_threshold: float = Field(default=0.05, gt=0, lt=1)
+    psi_threshold: float = Field(default=0.2, gt=0)
+    drift_share: float = Field(default=0.5, gt=0, le=1)
+    # A feature drifts when "any" of its tests says so, or only when "both" agree.
+    feature_rule: Literal["any", "both", "ks", "psi"] = "any"
+    max_rows: int = Field(default=200_000, ge=100)
+
+
+class PromotionConfig(_Section):
+    metric: Metric = "roc_auc"
+    min_relative_improvement: float = Field(default=0.05, ge=0)
+
+
+class TrainingConfig(_Section):
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
+    # "all", "<N>d" (last N days of the store) or "<N>rows" (newest N rows).
+    window: str = "90d"
+
+    @field_validator("window")
+    @classmethod
+    def _window_syntax(cls, value: str) -> str:
+        if value != "all" and not re.fullmatch(r"[1-9][0-9]*(d|rows)", value):
+            raise ValueError("expected 'all', '<N>d' (days) or '<N>rows', e.g. '90d'")
+        return value
+
+
+class ScheduleConfig(_Section):
+    cron: str = "0 3 1 * *"
+    timezone: str = "UTC"
+
+
+class NotificationsConfig(_Section):
+    email_recipients: list[str] = Field(default_factory=list)
+    webhook_url: str | None = None
+
+
+class Settings(_Section):
+    data: DataConfig
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    models: dict[str, ModelConfig]
+    triggers: TriggersConfig = Field(default_factory=TriggersConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    # Folder of the TOML file; relative paths resolve against it.
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @model_validator(mode="after")
+    def _need_models(self) -> "Settings":
+        if not self.models:
+            raise ValueError("at least one [models.<name>] section is required")
+        for name in self.models:
+            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+                raise ValueError(f"model name {name!r} may use only letters, digits, '_', '-', '.'")
+        return self
+
+    # Resolved paths and URLs -------------------------------------------------------------
+    def resolve(self, path: str | Path) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.resolve(self.registry.artifacts)
+
+    @property
+    def registry_url(self) -> str:
+        """The registry URL with a relative SQLite path made absolute."""
+        url = self.registry.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and url != "sqlite:///:memory:":
+            path = url[len(prefix):]
+            if not path.startswith("/"):
+                return prefix + str(self.resolve(path))
+        return url
+
+    @property
+    def data_source(self) -> str:
+        src = self.data.source
+        return src if "://" in src else str(self.resolve(src))
+
+    @property
+    def model_names(self) -> list[str]:
+        return list(self.models)
+
+
+_SCHEDULE_ALIASES = {
+    "monthly": "0 3 1 * *",
+    "weekly": "0 3 * * 1",
+    "daily": "0 3 * * *",
+}
+
+
+def _seed_overrides(env: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Map the seed's flat setting names onto sections."""
+    out: dict[str, dict[str, Any]] = {}
+    psi = {k: env[k] for k in ("DRIFT_THRESHOLD", "PSI_THRESHOLD") if env.get(k)}
+    if len(psi) == 2 and float(psi["DRIFT_THRESHOLD"]) != float(psi["PSI_THRESHOLD"]):
+        raise ConfigError(
+            "DRIFT_THRESHOLD and PSI_THRESHOLD are both set and differ: both name the PSI "
+            "threshold, set one"
+        )
+    if psi:
+        out.setdefault("drift", {})["psi_threshold"] = next(iter(psi.values()))
+    if env.get("MODEL_IMPROVEMENT_THRESHOLD"):
+        out.setdefault("promotion", {})["min_relative_improvement"] = env["MODEL_IMPROVEMENT_THRESHOLD"]
+    if env.get("RETRAINING_SCHEDULE"):
+        value = env["RETRAINING_SCHEDULE"].strip()
+        out.setdefault("schedule", {})["cron"] = _SCHEDULE_ALIASES.get(value.lower(), value)
+    if env.get("PERFORMANCE_ALERT_EMAIL"):
+        emails = [e.strip() for e in env["PERFORMANCE_ALERT_EMAIL"].split(",") if e.strip()]
+        out.setdefault("notifications", {})["email_recipients"] = emails
+    return out
+
+
+def _parse_env_value(raw: str) -> Any:
+    """Env values are JSON when they parse as JSON (numbers, lists, booleans), else strings."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _prefixed_overrides(env: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key or key == ENV_CONFIG:
+            continue
+        parts = [p.lower() for p in key[len(ENV_PREFIX):].split("__")]
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _parse_env_value(raw)
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif first["type"] == "missing":
+        msg = "required key is missing"
+    elif "input" in first and first["type"] not in ("value_error",):
+        msg = f"{msg} (got {first['input']!r})"
+    more = f" (and {len(err.errors()) - 1} more problem(s))" if len(err.errors()) > 1 else ""
+    where = f"[{loc}]" if loc else "config"
+    return f"{source}: {where}: {msg}{more}"
+
+
+def find_config_path(path: str | Path | None = None) -> Path:
+    if path is None:
+        path = os.environ.get(ENV_CONFIG) or CONFIG_FILENAME
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        p = Path.cwd() / p
+    if not p.is_file():
+        hint = "" if os.environ.get(ENV_CONFIG) else " (run `retrain demo` to make an example workspace)"
+        raise ConfigError(f"no configuration file at {p}{hint}")
+    return p
+
+
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Read, merge and validate the configuration; raise ConfigError with one clear line."""
+    cfg_path = find_config_path(path)
+    env = dict(os.environ) if env is None else env
+    try:
+        raw = tomllib.loads(cfg_path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{cfg_path}: not valid TOML: {exc}") from None
+    _merge(raw, _seed_overrides(env))
+    _merge(raw, _prefixed_overrides(env))
+    raw["base_dir"] = cfg_path.parent
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, str(cfg_path))) from None
+
+
+def settings_from_dict(raw: dict[str, Any], base_dir: Path | None = None) -> Settings:
+    """Build settings from a mapping (used by tests and the demo)."""
+    data = dict(raw)
+    data["base_dir"] = base_dir or Path.cwd()
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, "config")) from None

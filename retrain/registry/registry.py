@@ -1,0 +1,236 @@
+"""Registry operations. Every change is one transaction together with its audit event.
+
+Writers serialise per registry: on SQLite by ``BEGIN IMMEDIATE``, on PostgreSQL by locking the
+registered model's row. The unique partial index ``uq_one_production_per_model`` is the last
+line of defence: even a buggy writer cannot leave two production versions.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from retrain.artifacts import load_model, save_model
+from retrain.errors import RegistryError
+from retrain.failpoints import failpoint
+from retrain.modeling import TrainedModel
+from retrain.registry import db
+from retrain.registry.tables import AuditEvent, ModelVersion, RegisteredModel, utcnow
+
+
+def default_actor() -> str:
+    """Who is acting: ``RETRAIN_ACTOR`` if set, else the OS user."""
+    env = os.environ.get("RETRAIN_ACTOR")
+    if env:
+        return env
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user database in some containers
+        return "unknown"
+
+
+class Registry:
+    """SQLModel-backed registry at ``url`` with artifacts stored under ``artifacts_dir``."""
+
+    def __init__(self, url: str, artifacts_dir: str | Path):
+        self.url = url
+        self.artifacts_dir = Path(artifacts_dir)
+        self._engine = db.make_engine(url)
+        self._writer = db.make_engine(url, immediate=True) if url.startswith("sqlite") else self._engine
+        db.upgrade(self._writer)
+
+    @classmethod
+    def from_settings(cls, settings) -> "Registry":
+        return cls(settings.registry_url, settings.artifacts_dir)
+
+    def dispose(self) -> None:
+        self._engine.dispose()
+        self._writer.dispose()
+
+    # Sessions ---------------------------------------------------------------------------
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with Session(self._engine, expire_on_commit=False) as session:
+            yield session
+
+    @contextmanager
+    def _write(self, model_name: str | None = None) -> Iterator[Session]:
+        """One write transaction; on PostgreSQL it holds the model's row lock until commit."""
+        with Session(self._writer, expire_on_commit=False) as session:
+            with session.begin():
+                if model_name is not None and self._writer.dialect.name == "postgresql":
+                    session.exec(select(RegisteredModel).where(RegisteredModel.name == model_name)
+                                 .with_for_update()).first()
+                yield session
+
+    @staticmethod
+    def _audit(session: Session, model_name: str, action: str, actor: str, reason: str = "",
+               version_id: str | None = None, details: dict[str, Any] | None = None) -> None:
+        session.add(AuditEvent(model_name=model_name, version_id=version_id, action=action,
+                               actor=actor, reason=reason, details=details or {}))
+
+    # Models and versions ----------------------------------------------------------------
+    def ensure_model(self, name: str, kind: str) -> None:
+        with self._read() as s:
+            if s.get(RegisteredModel, name) is not None:
+                return
+        try:
+            with self._write() as s:
+                if s.get(RegisteredModel, name) is None:
+                    s.add(RegisteredModel(name=name, kind=kind))
+        except IntegrityError:
+            pass  # created concurrently by another process
+
+    def register_version(self, *, model_name: str, model: TrainedModel, train_start: datetime,
+                         train_end: datetime, holdout_start: datetime | None, row_count: int,
+                         holdout_rows: int, data_fingerprint: str, metrics: dict[str, float],
+                         actor: str | None = None, reason: str = "") -> ModelVersion:
+        """Store the artifact (atomically) and the version row, as a candidate."""
+        actor = actor or default_actor()
+        self.ensure_model(model_name, model.kind)
+        with self._write(model_name) as s:
+            last = s.exec(select(func.max(ModelVersion.number))
+                          .where(ModelVersion.model_name == model_name)).one()
+            number = (last or 0) + 1
+            version_id = f"{model_name}-v{number}"
+            path = self.artifacts_dir / model_name / f"{version_id}.zip"
+            sha = save_model(model, path)
+            failpoint("register:after-artifact")
+            version = ModelVersion(
+                version_id=version_id, model_name=model_name, number=number, kind=model.kind,
+                params=model.params, train_start=train_start, train_end=train_end,
+                holdout_start=holdout_start, row_count=row_count, holdout_rows=holdout_rows,
+                data_fingerprint=data_fingerprint,
+                feature_schema=model.preprocessing.schema.as_dict(), metrics=metrics,
+                artifact_path=str(path), artifact_sha256=sha, status="candidate")
+            s.add(version)
+            self._audit(s, model_name, "registered", actor, reason, version_id,
+                        {"metrics": metrics, "row_count": row_count, "kind": model.kind,
+                         "train_start": train_start.isoformat(), "train_end": train_end.isoformat()})
+            s.flush()
+            failpoint("register:before-commit")
+        return version
+
+    def get_version(self, version_id: str) -> ModelVersion:
+        with self._read() as s:
+            version = s.get(ModelVersion, version_id)
+        if version is None:
+            raise RegistryError(f"no model version {version_id!r}")
+        return version
+
+    def resolve_version(self, model_name: str, ref: str | None) -> ModelVersion:
+        """A version by id (``lightgbm-v3``), number (``3``/``v3``), or production if None."""
+        if ref is None:
+            version = self.production_version(model_name)
+            if version is None:
+                raise RegistryError(f"model {model_name!r} has no production version")
+            return version
+        ref = ref.strip()
+        num = ref[1:] if ref.startswith("v") and ref[1:].isdigit() else ref
+        version_id = f"{model_name}-v{num}" if num.isdigit() else ref
+        version = self.get_version(version_id)
+        if version.model_name != model_name:
+            raise RegistryError(f"version {version_id!r} belongs to model {version.model_name!r}")
+        return version
+
+    def production_version(self, model_name: str) -> ModelVersion | None:
+        with self._read() as s:
+            return s.exec(select(ModelVersion).where(ModelVersion.model_name == model_name,
+                                                     ModelVersion.status == "production")).first()
+
+    def versions(self, model_name: str) -> list[ModelVersion]:
+        with self._read() as s:
+            return list(s.exec(select(ModelVersion).where(ModelVersion.model_name == model_name)
+                               .order_by(ModelVersion.number)))
+
+    def models(self) -> list[RegisteredModel]:
+        with self._read() as s:
+            return list(s.exec(select(RegisteredModel).order_by(RegisteredModel.name)))
+
+    def history(self, model_name: str) -> list[AuditEvent]:
+        with self._read() as s:
+            return list(s.exec(select(AuditEvent).where(AuditEvent.model_name == model_name)
+                               .order_by(AuditEvent.at, AuditEvent.id)))
+
+    def load(self, version: ModelVersion) -> TrainedModel:
+        """Load a version's model after verifying the artifact's sha256."""
+        return load_model(Path(version.artifact_path), version.artifact_sha256)
+
+    # Decisions --------------------------------------------------------------------------
+    def record(self, model_name: str, action: str, *, version_id: str | None = None,
+               reason: str = "", details: dict[str, Any] | None = None,
+               actor: str | None = None) -> None:
+        """Write one audit event on its own (e.g. an evaluation or a skip)."""
+        with self._write() as s:
+            self._audit(s, model_name, action, actor or default_actor(), reason, version_id, details)
+
+    def promote(self, version_id: str, *, reason: str, actor: str | None = None,
+                details: dict[str, Any] | None = None) -> ModelVersion:
+        """Make ``version_id`` production and archive the previous one, in one transaction."""
+        actor = actor or default_actor()
+        model_name = self.get_version(version_id).model_name
+        try:
+            with self._write(model_name) as s:
+                version = s.get(ModelVersion, version_id)
+                if version.status == "production":
+                    raise RegistryError(f"{version_id} is already production")
+                if version.status == "rejected" and not (details or {}).get("override"):
+                    raise RegistryError(f"{version_id} was rejected; promote it explicitly with "
+                                        "`retrain promote --force` to override")
+                previous = s.exec(select(ModelVersion).where(
+                    ModelVersion.model_name == model_name,
+                    ModelVersion.status == "production")).first()
+                now = utcnow()
+                if previous is not None:
+                    s.exec(update(ModelVersion).where(ModelVersion.version_id == previous.version_id)
+                           .values(status="archived"))
+                    self._audit(s, model_name, "archived", actor, f"replaced by {version_id}",
+                                previous.version_id)
+                failpoint("promote:after-archive")
+                s.exec(update(ModelVersion).where(ModelVersion.version_id == version_id)
+                       .values(status="production", promoted_at=now))
+                self._audit(s, model_name, "promoted", actor, reason, version_id,
+                            {**(details or {}),
+                             "previous_version": previous.version_id if previous else None})
+                failpoint("promote:before-commit")
+        except IntegrityError:
+            raise RegistryError(f"concurrent promotion of {model_name!r} detected; "
+                                "nothing was changed, retry") from None
+        return self.get_version(version_id)
+
+    def reject(self, version_id: str, *, reason: str, actor: str | None = None,
+               details: dict[str, Any] | None = None) -> ModelVersion:
+        actor = actor or default_actor()
+        model_name = self.get_version(version_id).model_name
+        with self._write(model_name) as s:
+            version = s.get(ModelVersion, version_id)
+            if version.status != "candidate":
+                raise RegistryError(f"{version_id} is {version.status}, only a candidate can be rejected")
+            s.exec(update(ModelVersion).where(ModelVersion.version_id == version_id)
+                   .values(status="rejected"))
+            self._audit(s, model_name, "rejected", actor, reason, version_id, details)
+        return self.get_version(version_id)
+
+    def rollback(self, model_name: str, *, to: str | None = None, reason: str = "",
+                 actor: str | None = None) -> ModelVersion:
+        """Make an earlier version production again (the last archived one by default)."""
+        current = self.production_version(model_name)
+        if to is None:
+            archived = [v for v in self.versions(model_name) if v.status == "archived"
+                        and v.promoted_at is not None]
+            if not archived:
+                raise RegistryError(f"model {model_name!r} has no earlier production version")
+            target = max(archived, key=lambda v: v.promoted_at)
+        else:
+            target = self.resolve_version(model_name, to)
+        return self.promote(target.version_id, actor=actor,
+                            reason=reason or f"rollback from {current.version_id if current else 'none'}",
+                            details={"rollback": True, "override": True})

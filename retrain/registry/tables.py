@@ -1,0 +1,67 @@
+"""Registry tables (SQLModel). The schema is created and upgraded by Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import NaiveDatetime
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+STATUSES = ("candidate", "production", "archived", "rejected")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class RegisteredModel(SQLModel, table=True):
+    __tablename__ = "registered_model"
+
+    name: str = Field(primary_key=True, max_length=200)
+    kind: str = Field(max_length=50)
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+
+
+class ModelVersion(SQLModel, table=True):
+    __tablename__ = "model_version"
+    __table_args__ = (
+        UniqueConstraint("model_name", "number", name="uq_model_version_number"),
+        # The database itself allows at most one production version per model.
+        Index("uq_one_production_per_model", "model_name", unique=True,
+              sqlite_where=text("status = 'production'"),
+              postgresql_where=text("status = 'production'")),
+    )
+
+    version_id: str = Field(primary_key=True, max_length=250)
+    model_name: str = Field(foreign_key="registered_model.name", index=True, max_length=200)
+    number: int
+    kind: str = Field(max_length=50)
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    train_start: NaiveDatetime
+    train_end: NaiveDatetime
+    holdout_start: NaiveDatetime | None = None
+    row_count: int
+    holdout_rows: int = 0
+    data_fingerprint: str = Field(max_length=64)
+    feature_schema: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    artifact_path: str
+    artifact_sha256: str = Field(max_length=64)
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+    status: str = Field(default="candidate", max_length=20)
+    promoted_at: NaiveDatetime | None = None
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_name: str = Field(index=True, max_length=200)
+    version_id: str | None = Field(default=None, max_length=250)
+    action: str = Field(max_length=50)
+    actor: str = Field(max_length=200)
+    reason: str = ""
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    at: NaiveDatetime = Field(default_factory=utcnow, index=True)
