@@ -93,6 +93,14 @@ def skip_reason(name: str, triggers: dict[str, Any]) -> str:
     return "no trigger fired: " + ", ".join(parts)
 
 
+def skip_step(ws: Workspace, models: list[str], triggers: dict[str, Any]) -> dict[str, str]:
+    """Record in the audit log why each model was not retrained; return the reasons."""
+    reasons = {name: skip_reason(name, triggers) for name in models}
+    for name, reason in reasons.items():
+        ws.registry.record(name, "skipped", reason=reason)
+    return reasons
+
+
 def retrain_step(ws: Workspace, models: list[str], data: TrainingData,
                  reason: str) -> dict[str, dict[str, Any]]:
     """Train and register one candidate per model; a failure of one model does not stop the rest."""
@@ -195,8 +203,7 @@ def run_pipeline(ws: Workspace, models: list[str] | None = None, *, force: bool 
     data_summary = None
     if not to_train:
         log.info("[3/6] skipping retraining: no trigger fired")
-        for n in names:
-            ws.registry.record(n, "skipped", reason=skip_reason(n, triggers))
+        skip_step(ws, names, triggers)
     else:
         log.info("[3/6] loading the training window")
         data = load_training_data(ws)

@@ -1,0 +1,297 @@
+"""The ``retrain`` command line.
+
+A user's mistake (bad config, bad data, unknown model) prints one line and exits with 2;
+``--json`` prints exactly one JSON document on stdout; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from retrain.errors import RetrainError
+
+log = logging.getLogger("retrain")
+DEMO_MARKER = ".retrain-demo"
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s  %(message)s", "%H:%M:%S"))
+    log.handlers = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+
+
+def _prefect_env() -> None:
+    """Defaults for running flows from the CLI (the user's own settings win)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "retrain")
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def _print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, default=_json_default) + "\n")
+
+
+def _run_pipeline(config: str | None, models: list[str] | None, force: bool, reason: str,
+                  engine: str) -> dict[str, Any]:
+    if engine == "prefect":
+        _prefect_env()
+        # The CLI is the outermost layer: it may start the orchestrated flow.
+        flows = importlib.import_module("flows.pipeline")
+        return flows.retraining_pipeline(models=models, force=force, reason=reason, config=config)
+    from retrain.pipeline import run_pipeline
+    from retrain.workspace import Workspace
+    return run_pipeline(Workspace.open(config), models, force=force, reason=reason)
+
+
+# Commands ------------------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from retrain.report import run_summary_text
+    document = _run_pipeline(args.config, args.model, args.force, args.reason, args.engine)
+    if args.json:
+        _print_json(document)
+    else:
+        print(run_summary_text(document))
+    return 0 if document["success"] else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from retrain.demo import append_drifted_month, write_workspace
+    from retrain.report import run_summary_text
+    workspace = Path(args.workspace).resolve()
+    if workspace.exists() and any(workspace.iterdir()):
+        if not (workspace / DEMO_MARKER).exists():
+            raise RetrainError(f"{workspace} exists and is not a demo workspace; "
+                               "choose another --workspace")
+        shutil.rmtree(workspace)
+    started = time.monotonic()
+    log.info("writing the demo workspace to %s (6 months of loan applications)", workspace)
+    config = write_workspace(workspace)
+    (workspace / DEMO_MARKER).write_text("made by `retrain demo`; safe to delete\n")
+    log.info("run 1: bootstrap the production models on January-June")
+    first = _run_pipeline(str(config), None, False, "manual", args.engine)
+    log.info("appending July: the applicants and what predicts default have changed")
+    append_drifted_month(workspace)
+    log.info("run 2: the monthly run finds the drift and retrains")
+    second = _run_pipeline(str(config), None, False, "schedule", args.engine)
+    print("\n== Run 1: bootstrap ==\n" + run_summary_text(first))
+    print("\n== Run 2: after the drift ==\n" + run_summary_text(second))
+    print(f"\nDone in {time.monotonic() - started:.0f}s. Next: cd {args.workspace} && retrain models")
+    return 0 if first["success"] and second["success"] else 1
+
+
+def _version_dict(v) -> dict[str, Any]:
+    return {"version_id": v.version_id, "number": v.number, "status": v.status, "kind": v.kind,
+            "params": v.params, "metrics": v.metrics, "created_at": v.created_at,
+            "promoted_at": v.promoted_at,
+            "train_window": {"start": v.train_start, "end": v.train_end},
+            "holdout_start": v.holdout_start, "row_count": v.row_count,
+            "holdout_rows": v.holdout_rows, "data_fingerprint": v.data_fingerprint,
+            "artifact_path": v.artifact_path, "artifact_sha256": v.artifact_sha256}
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from retrain.report import text_table
+    from retrain.workspace import Workspace
+    ws = Workspace.open(args.config)
+    models = []
+    for m in ws.registry.models():
+        versions = ws.registry.versions(m.name)
+        prod = [v.version_id for v in versions if v.status == "production"]
+        models.append({"name": m.name, "kind": m.kind, "production_version": prod[0] if prod else None,
+                       "versions": [_version_dict(v) for v in versions]})
+    if args.json:
+        _print_json({"models": models})
+        return 0
+    if not models:
+        print("no models registered yet (run `retrain run`)")
+        return 0
+    metric = ws.settings.promotion.metric
+    rows = [[m["name"], v["version_id"], v["status"].upper() if v["status"] == "production" else v["status"],
+             v["kind"], f"{v['metrics'].get(metric, float('nan')):.4f}", v["row_count"],
+             f"{v['train_window']['start']:%Y-%m-%d} .. {v['train_window']['end']:%Y-%m-%d}",
+             f"{v['created_at']:%Y-%m-%d %H:%M}"] for m in models for v in m["versions"]]
+    print(text_table(["model", "version", "status", "kind", f"{metric} (own holdout)", "rows",
+                      "training window", "created (UTC)"], rows))
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from retrain.errors import RegistryError
+    from retrain.report import text_table
+    from retrain.workspace import Workspace
+    ws = Workspace.open(args.config)
+    if args.model not in {m.name for m in ws.registry.models()}:
+        raise RegistryError(f"no registered model {args.model!r}")
+    events = ws.registry.history(args.model)
+    if args.json:
+        _print_json({"model": args.model, "events": [
+            {"action": e.action, "version_id": e.version_id, "actor": e.actor, "reason": e.reason,
+             "at": e.at, "details": e.details} for e in events]})
+        return 0
+    print(text_table(["at (UTC)", "action", "version", "actor", "reason"],
+                     [[f"{e.at:%Y-%m-%d %H:%M:%S}", e.action, e.version_id or "-", e.actor, e.reason]
+                      for e in events]))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from retrain.errors import DataValidationError
+    from retrain.workspace import Workspace
+    ws = Workspace.open(args.config)
+    ws.model_names([args.model])
+    version = ws.registry.resolve_version(args.model, args.version)
+    model = ws.registry.load(version)
+    src = Path(args.input)
+    if not src.is_file():
+        raise DataValidationError(None, f"input file {src} does not exist")
+    suffix = src.suffix.lower()
+    if suffix == ".parquet":
+        df = pl.read_parquet(src)
+    elif suffix == ".csv":
+        df = pl.read_csv(src, try_parse_dates=True, infer_schema_length=10_000)
+    else:
+        raise DataValidationError(None, f"{src}: expected a .parquet or .csv file")
+    labels, proba = model.predict(df)
+    out = df.with_columns(pl.Series("prediction", labels), pl.Series("probability", proba))
+    dest = Path(args.output) if args.output else src.with_name(f"{src.stem}.predictions{suffix}")
+    if dest.suffix.lower() == ".csv":
+        out.write_csv(dest)
+    else:
+        out.write_parquet(dest)
+    log.info("scored %d rows with %s -> %s", out.height, version.version_id, dest)
+    print(dest)
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from retrain.workspace import Workspace
+    ws = Workspace.open(args.config)
+    version = ws.registry.get_version(args.version)
+    version = ws.registry.promote(version.version_id, reason=args.reason or "manual promotion",
+                                  details={"override": args.force, "manual": True})
+    print(f"{version.version_id} is now production for {version.model_name}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from retrain.workspace import Workspace
+    ws = Workspace.open(args.config)
+    ws.model_names([args.model])
+    version = ws.registry.rollback(args.model, to=args.to, reason=args.reason or "")
+    print(f"{version.version_id} is production again for {args.model}")
+    return 0
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    from retrain.report import text_table
+    from retrain.triggers import check_drift
+    from retrain.workspace import Workspace
+    ws = Workspace.open(args.config)
+    results = {n: check_drift(ws, n).as_dict() for n in ws.model_names(args.model)}
+    if args.json:
+        _print_json({"models": results})
+        return 0
+    for name, r in results.items():
+        print(f"{name}: {'DRIFT DETECTED' if r['detected'] else 'no drift'} "
+              f"(share {r['share']:.2f}){' - ' + r['note'] if r['note'] else ''}")
+        if r.get("features"):
+            print(text_table(["feature", "kind", "PSI", "KS p-value", "drifted"],
+                             [[f["feature"], f["kind"], f["psi"], f["ks_pvalue"] if f["ks_pvalue"] is not None else "-",
+                               "yes" if f["drifted"] else "no"] for f in r["features"]]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="retrain", description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--config", help="path to retrain.toml (default: $RETRAIN_CONFIG or ./retrain.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def engine_flag(p):
+        p.add_argument("--local", dest="engine", action="store_const", const="local", default="prefect",
+                       help="run the library steps directly, without Prefect")
+
+    p = sub.add_parser("demo", help="write a demo workspace and run the pipeline in it")
+    p.add_argument("--workspace", default="demo", help="folder to create (default: ./demo)")
+    engine_flag(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("run", help="one pipeline run in the current workspace")
+    p.add_argument("--model", action="append", help="model name (repeatable; default: all)")
+    p.add_argument("--force", action="store_true", help="retrain even if no trigger fires")
+    p.add_argument("--reason", default="manual", choices=["schedule", "drift", "volume", "performance", "manual"])
+    p.add_argument("--json", action="store_true", help="print the run document as JSON")
+    engine_flag(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("models", help="registered models and their versions")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("history", help="the audit log of one model")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("predict", help="score a Parquet or CSV file")
+    p.add_argument("model")
+    p.add_argument("input")
+    p.add_argument("--version", help="version id or number (default: production)")
+    p.add_argument("--output", help="output file (default: INPUT.predictions.<ext>)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("promote", help="make a version production by hand")
+    p.add_argument("version", help="version id, e.g. lightgbm-v3")
+    p.add_argument("--reason")
+    p.add_argument("--force", action="store_true", help="also promote a rejected version")
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("rollback", help="make an earlier version production again")
+    p.add_argument("model")
+    p.add_argument("--to", help="version id or number (default: the previous production version)")
+    p.add_argument("--reason")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("drift", help="check drift of each production model's data")
+    p.add_argument("--model", action="append")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_drift)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    if args.config:
+        os.environ["RETRAIN_CONFIG"] = str(Path(args.config).resolve())
+    try:
+        return args.func(args)
+    except RetrainError as exc:
+        print(f"retrain: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("retrain: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Shared fixtures: small demo workspaces built from the demo's data generator."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Prefect must not phone home or lock the SQLite database from its telemetry thread.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from retrain.demo import append_drifted_month, write_workspace  # noqa: E402
+from retrain.workspace import Workspace  # noqa: E402
+
+SMALL = {"months": 4, "rows_per_month": 900}
+
+
+@pytest.fixture
+def make_workspace(tmp_path: Path):
+    """Factory: ``make_workspace(name="ws", **demo_options) -> Workspace`` in a temp folder."""
+
+    def _make(name: str = "ws", drifted: bool = False, **options) -> Workspace:
+        directory = tmp_path / name
+        kwargs = {**SMALL, **options}
+        write_workspace(directory, **kwargs)
+        if drifted:
+            append_drifted_month(directory, index=kwargs["months"], rows=2000)
+        return Workspace.open(directory / "retrain.toml")
+
+    return _make
+
+
+@pytest.fixture
+def workspace(make_workspace) -> Workspace:
+    """A fresh workspace with four stable months and no models yet."""
+    return make_workspace()
+
+
+@pytest.fixture
+def drift_month():
+    """Append the drifted month to a workspace: ``drift_month(ws)``."""
+
+    def _append(ws: Workspace, rows: int = 2000) -> Path:
+        months = len(list((ws.settings.base_dir / "data").glob("*.parquet")))
+        return append_drifted_month(ws.settings.base_dir, index=months, rows=rows)
+
+    return _append
