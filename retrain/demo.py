@@ -84,8 +84,8 @@ def generate_month(index: int, rows: int, *, drifted: bool, seed: int,
                          else [0.25, 0.15, 0.1, 0.15, 0.35])
     lti = loan / income
     if not drifted:
-        logit = (-1.2 - 0.012 * (credit - 680) + 2.2 * (dti - 0.3) + 1.5 * (lti - 0.35)
-                 - 0.004 * (months_employed - 60) + 0.5 * (home == "RENT"))
+        logit = (-1.2 - 0.022 * (credit - 680) + 3.5 * (dti - 0.3) + 2.0 * (lti - 0.35)
+                 - 0.006 * (months_employed - 60) + 0.6 * (home == "RENT"))
     else:
         # The relation changes: debt load and business loans dominate, credit score fades.
         logit = (-1.0 - 0.002 * (credit - 650) + 6.5 * (dti - 0.4) + 0.5 * (lti - 0.35)

@@ -116,6 +116,9 @@ def fit_model(kind: str, params: dict[str, Any], train: pl.DataFrame, schema: Sc
         if kind == "random_forest":
             from sklearn.ensemble import RandomForestClassifier
             est = RandomForestClassifier(random_state=seed, **params).fit(X, y)
+            # Parallel predict_proba sums trees in completion order, which changes the last
+            # bits; one thread keeps predictions bit-for-bit reproducible.
+            est.set_params(n_jobs=1)
         elif kind == "logistic_regression":
             from sklearn.compose import ColumnTransformer
             from sklearn.impute import SimpleImputer

@@ -33,7 +33,8 @@ def _now() -> str:
 # Steps ------------------------------------------------------------------------------------
 
 def drift_step(ws: Workspace, models: list[str]) -> dict[str, dict[str, Any]]:
-    return {name: check_drift(ws, name).as_dict() for name in models}
+    shared: dict = {}
+    return {name: check_drift(ws, name, cache=shared).as_dict() for name in models}
 
 
 def volume_step(ws: Workspace, models: list[str]) -> dict[str, dict[str, Any]]:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from retrain.data import validate_frame
+from retrain.data import Schema, validate_frame
 from retrain.drift import DriftResult, detect_drift
 from retrain.metrics import LOWER_IS_BETTER, compute_metrics
 from retrain.modeling import encode_target
@@ -82,14 +81,22 @@ def check_volume(ws: Workspace, model_name: str) -> VolumeCheck:
     return check
 
 
-def check_drift(ws: Workspace, model_name: str, report_dir: Path | None = None) -> DriftCheck:
-    """Evidently KS/PSI between the production training window and the rows after it."""
+def check_drift(ws: Workspace, model_name: str,
+                cache: dict[tuple, DriftResult] | None = None) -> DriftCheck:
+    """Evidently KS/PSI between the production training window and the rows after it.
+
+    Models whose production versions share a training window and features share one result
+    through ``cache``.
+    """
     production = ws.registry.production_version(model_name)
     if production is None:
         return DriftCheck(model_name, False, note="no production version yet")
-    from retrain.data import Schema
     schema = Schema.from_dict(production.feature_schema)
     ws.store.schema(expected=schema)  # missing or retyped feature -> DataValidationError
+    key = (production.train_start, production.train_end, schema.features, schema.categorical)
+    if cache is not None and key in cache:
+        result = cache[key]
+        return DriftCheck(model_name, result.detected, result.drifted_features, result.share, result)
     reference = ws.store.rows(production.train_start, production.train_end, labeled=False) \
         .select(schema.features).collect()
     current = ws.store.rows(after=production.train_end, labeled=False).select(schema.features).collect()
@@ -97,6 +104,8 @@ def check_drift(ws: Workspace, model_name: str, report_dir: Path | None = None) 
         return DriftCheck(model_name, False, note="no rows newer than the production training window")
     validate_frame(current, schema, target=None, what="drift current")
     result = detect_drift(reference, current, schema, ws.settings.drift)
+    if cache is not None:
+        cache[key] = result
     log.info("drift %s: %d/%d features drifted (share %.2f, threshold %.2f) -> %s", model_name,
              len(result.drifted_features), len(result.features), result.share,
              ws.settings.drift.drift_share, "DETECTED" if result.detected else "none")

@@ -1,0 +1,129 @@
+"""The whole run as library calls: bootstrap, drift -> promote, reject, skip, bad data."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from retrain.errors import DataValidationError
+from retrain.pipeline import run_pipeline
+from retrain.triggers import check_performance, check_volume
+from retrain.workspace import Workspace
+
+
+def production(ws: Workspace) -> dict[str, str | None]:
+    return {n: (v.version_id if (v := ws.registry.production_version(n)) else None)
+            for n in ws.settings.model_names}
+
+
+def actions(ws: Workspace, model: str) -> list[str]:
+    return [e.action for e in ws.registry.history(model)]
+
+
+def test_bootstrap_then_drift_promotes(workspace, drift_month):
+    doc = run_pipeline(workspace)
+    assert {m["decision"] for m in doc["models"].values()} == {"bootstrapped"}
+    assert production(workspace) == {"random_forest": "random_forest-v1", "lightgbm": "lightgbm-v1"}
+    assert actions(workspace, "lightgbm") == ["registered", "evaluated", "promoted"]
+    promoted = workspace.registry.history("lightgbm")[-1]
+    assert promoted.actor and "no production version" in promoted.reason
+
+    drift_month(workspace)
+    doc = run_pipeline(workspace, reason="schedule")
+    assert doc["reason"] == "schedule"
+    assert doc["triggers"]["drift"]["detected"] is True
+    assert "debt_to_income" in doc["triggers"]["drift"]["drifted_features"]
+    assert doc["triggers"]["volume"]["met"] is True and doc["triggers"]["volume"]["new_rows"] == 2000
+    for name, m in doc["models"].items():
+        assert m["production_version_before"] == f"{name}-v1"
+        assert m["candidate_version"] == f"{name}-v2"
+        assert m["metrics"]["production"]["roc_auc"] < m["metrics"]["candidate"]["roc_auc"]
+        expected = "promoted" if m["relative_improvement"] >= 0.05 else "rejected"
+        assert m["decision"] == expected
+    assert any(m["decision"] == "promoted" for m in doc["models"].values())
+    # Exactly one production version per model, the old one archived and kept.
+    for name in workspace.settings.model_names:
+        statuses = [v.status for v in workspace.registry.versions(name)]
+        assert statuses.count("production") == 1
+        if doc["models"][name]["decision"] == "promoted":
+            assert statuses == ["archived", "production"]
+            assert workspace.registry.load(workspace.registry.get_version(f"{name}-v1"))
+
+
+def test_no_new_data_skips_and_records_why(workspace):
+    run_pipeline(workspace)
+    doc = run_pipeline(workspace)
+    assert doc["retrained"] is False
+    for name, m in doc["models"].items():
+        assert m["decision"] == "skipped"
+        assert "no trigger fired" in m["reason"] and "0 new rows < 1000" in m["reason"]
+        assert actions(workspace, name)[-1] == "skipped"
+    assert production(workspace) == {"random_forest": "random_forest-v1", "lightgbm": "lightgbm-v1"}
+
+
+def test_forced_retrain_on_the_same_data_is_rejected(workspace):
+    run_pipeline(workspace)
+    doc = run_pipeline(workspace, force=True, models=["lightgbm"])
+    m = doc["models"]["lightgbm"]
+    assert list(doc["models"]) == ["lightgbm"]
+    assert m["trigger"] == "forced"
+    # Same data and seed: the same model, so no improvement at all.
+    assert m["relative_improvement"] == pytest.approx(0.0)
+    assert m["decision"] == "rejected" and "needs +5.00%" in m["reason"]
+    assert workspace.registry.production_version("lightgbm").version_id == "lightgbm-v1"
+    assert workspace.registry.get_version("lightgbm-v2").status == "rejected"
+    assert actions(workspace, "lightgbm")[-1] == "rejected"
+
+
+def test_threshold_zero_promotes_an_equal_model(make_workspace):
+    ws = make_workspace()
+    run_pipeline(ws, models=["lightgbm"])
+    ws.settings.promotion.min_relative_improvement = 0.0
+    doc = run_pipeline(ws, force=True, models=["lightgbm"])
+    assert doc["models"]["lightgbm"]["decision"] == "promoted"
+
+
+def test_lower_is_better_metric(make_workspace, drift_month):
+    ws = make_workspace()
+    ws.settings.promotion.metric = "log_loss"
+    run_pipeline(ws, models=["lightgbm"])
+    drift_month(ws)
+    m = run_pipeline(ws, models=["lightgbm"])["models"]["lightgbm"]
+    cand, prod = m["metrics"]["candidate"]["log_loss"], m["metrics"]["production"]["log_loss"]
+    assert m["relative_improvement"] == pytest.approx((prod - cand) / prod)
+    assert m["decision"] == ("promoted" if m["relative_improvement"] >= 0.05 else "rejected")
+
+
+def test_bad_data_fails_the_run_and_leaves_the_registry_intact(workspace, drift_month):
+    run_pipeline(workspace)
+    before = {n: [(v.version_id, v.status) for v in workspace.registry.versions(n)]
+              for n in workspace.settings.model_names}
+    path = drift_month(workspace)
+    df = pl.read_parquet(path).with_columns(pl.col("credit_score").cast(pl.String))
+    df.write_parquet(path)
+    with pytest.raises(DataValidationError, match="credit_score"):
+        run_pipeline(workspace, reason="schedule")
+    after = {n: [(v.version_id, v.status) for v in workspace.registry.versions(n)]
+             for n in workspace.settings.model_names}
+    assert after == before
+
+
+def test_volume_and_performance_triggers(workspace, drift_month):
+    run_pipeline(workspace)
+    assert check_volume(workspace, "lightgbm").new_rows == 0
+    drift_month(workspace, rows=500)
+    volume = check_volume(workspace, "lightgbm")
+    assert volume.new_rows == 500 and not volume.met and volume.threshold == 1000
+    perf = check_performance(workspace, "lightgbm")
+    assert perf.rows == 500
+    assert perf.current < perf.at_promotion
+    assert perf.triggered and perf.relative_drop >= 0.05
+
+
+def test_performance_trigger_in_a_run(workspace, drift_month):
+    run_pipeline(workspace)
+    drift_month(workspace, rows=500)
+    workspace.settings.drift.drift_share = 1.0  # only the performance trigger can fire
+    doc = run_pipeline(workspace, check_performance=True)
+    assert doc["triggers"]["performance"]["triggered"] is True
+    assert all("performance" in m["trigger"] for m in doc["models"].values())
