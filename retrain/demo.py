@@ -35,11 +35,11 @@ artifacts = ".retrain/artifacts"
 
 [models.random_forest]
 kind = "random_forest"
-params = {{ n_estimators = 150, min_samples_leaf = 10 }}
+params = {{ n_estimators = {trees}, min_samples_leaf = 10 }}
 
 [models.lightgbm]
 kind = "lightgbm"
-params = {{ n_estimators = 150, learning_rate = 0.05, num_leaves = 15 }}
+params = {{ n_estimators = {trees}, learning_rate = 0.05, num_leaves = 15 }}
 
 [triggers]
 volume_threshold = 1000
@@ -106,15 +106,18 @@ def generate_month(index: int, rows: int, *, drifted: bool, seed: int,
 
 
 def write_workspace(directory: Path, *, months: int = 6, rows_per_month: int = 2500,
-                    seed: int = 7, window: str = "60d") -> Path:
-    """Create ``directory`` with retrain.toml and ``months`` months of stable data."""
+                    seed: int = 7, window: str = "60d", trees: int = 150) -> Path:
+    """Create ``directory`` with retrain.toml and ``months`` months of stable data.
+
+    ``trees`` is the ensemble size of both models (smaller is faster, e.g. in tests).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     data_dir = directory / "data"
     data_dir.mkdir(exist_ok=True)
     for i in range(months):
         generate_month(i, rows_per_month, drifted=False, seed=seed).write_parquet(
             data_dir / f"applications_{i + 1:02d}.parquet")
-    (directory / "retrain.toml").write_text(DEMO_TOML.format(window=window))
+    (directory / "retrain.toml").write_text(DEMO_TOML.format(window=window, trees=trees))
     return directory / "retrain.toml"
 
 

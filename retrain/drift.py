@@ -67,31 +67,28 @@ def detect_drift(reference: pl.DataFrame, current: pl.DataFrame, schema: Schema,
         raise DataValidationError(None, "the drift reference window is empty")
     if current.height == 0:
         raise DataValidationError(None, "no rows newer than the production training window")
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import ValueDrift
+    # Evidently's own statistical tests, as its Report calls them (without rendering plots).
+    from evidently.legacy.calculations.stattests import ks_stat_test, psi_stat_test
+    from evidently.legacy.core import ColumnType
 
     reference = _sample(reference.select(schema.features), config.max_rows)
     current = _sample(current.select(schema.features), config.max_rows)
-    cat_cast = [pl.col(c).cast(pl.String) for c in schema.categorical]
-    num_cast = [pl.col(c).cast(pl.Float64) for c in schema.numeric]
-    ref_pd = reference.with_columns(cat_cast + num_cast).to_pandas()
-    cur_pd = current.with_columns(cat_cast + num_cast).to_pandas()
-    definition = DataDefinition(numerical_columns=list(schema.numeric),
-                                categorical_columns=list(schema.categorical))
-    metrics = []
-    for col in schema.numeric:
-        metrics.append(ValueDrift(column=col, method="ks", threshold=config.ks_pvalue_threshold))
-    for col in schema.features:
-        metrics.append(ValueDrift(column=col, method="psi", threshold=config.psi_threshold))
+    values: dict[tuple[str, str], float] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        snapshot = Report(metrics).run(
-            current_data=Dataset.from_pandas(cur_pd, data_definition=definition),
-            reference_data=Dataset.from_pandas(ref_pd, data_definition=definition))
-    values: dict[tuple[str, str], float] = {}
-    for item in snapshot.dict()["metrics"]:
-        cfg = item["config"]
-        values[(cfg["column"], cfg["method"])] = float(item["value"])
+        for col in schema.features:
+            categorical = col in schema.categorical
+            cast = pl.String if categorical else pl.Float64
+            ref = reference.get_column(col).cast(cast).to_pandas().dropna()
+            cur = current.get_column(col).cast(cast).to_pandas().dropna()
+            if ref.empty or cur.empty:
+                raise DataValidationError(col, "all values are null in the drift "
+                                          f"{'reference' if ref.empty else 'current'} window")
+            kind = ColumnType.Categorical if categorical else ColumnType.Numerical
+            values[(col, "psi")] = float(psi_stat_test(ref, cur, kind, config.psi_threshold).drift_score)
+            if not categorical:
+                values[(col, "ks")] = float(
+                    ks_stat_test(ref, cur, kind, config.ks_pvalue_threshold).drift_score)
     features = []
     for col in schema.features:
         psi = values[(col, "psi")]

@@ -13,7 +13,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 from retrain.demo import append_drifted_month, write_workspace  # noqa: E402
 from retrain.workspace import Workspace  # noqa: E402
 
-SMALL = {"months": 4, "rows_per_month": 900}
+SMALL = {"months": 4, "rows_per_month": 900, "trees": 40}
 
 
 @pytest.fixture
