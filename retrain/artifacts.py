@@ -13,15 +13,25 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 from retrain.errors import ArtifactIntegrityError
+from retrain.failpoints import failpoint
 from retrain.modeling import Preprocessing, TrainedModel
 
 FORMAT = "retrain-model/1"
 
-# skops refuses any type not on this list when loading.
-_SKLEARN_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.", "scipy.")
+# Types our estimators need beyond skops' own default-trusted set (scikit-learn estimators,
+# primitives). Exact names, never module prefixes: skops *calls* the named object when it
+# rebuilds some nodes, so trusting "builtins." would trust ``builtins.exec`` and a prefix
+# such as "numpy." would trust ``numpy.load``. A dump that needs anything else is refused
+# when it is saved (so it is never registered) and when it is loaded.
+SKOPS_ALLOWED_TYPES = frozenset({
+    "sklearn.tree._tree.Tree",  # the fitted trees of a random forest
+    "numpy.dtype",
+    "numpy.float64", "numpy.float32", "numpy.int64", "numpy.int32", "numpy.bool_",
+})
 
 
 def sha256_file(path: Path) -> str:
@@ -41,6 +51,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        failpoint("artifact:before-replace")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -62,8 +73,19 @@ def serialize(model: TrainedModel) -> bytes:
             zf.writestr("model.lgb.txt", model.estimator.model_to_string())
         else:
             import skops.io as sio
-            zf.writestr("model.skops", sio.dumps(model.estimator))
+            blob = sio.dumps(model.estimator)
+            refused = _refused_types(blob)
+            if refused:
+                raise ArtifactIntegrityError(
+                    f"cannot store a {model.kind} model: its skops dump needs types outside "
+                    f"the allow-list {refused}; it could not be loaded again")
+            zf.writestr("model.skops", blob)
     return buf.getvalue()
+
+
+def _refused_types(skops_blob: bytes) -> list[str]:
+    import skops.io as sio
+    return [t for t in sio.get_untrusted_types(data=skops_blob) if t not in SKOPS_ALLOWED_TYPES]
 
 
 def save_model(model: TrainedModel, path: Path) -> str:
@@ -84,21 +106,31 @@ def load_model(path: Path, expected_sha256: str) -> TrainedModel:
         raise ArtifactIntegrityError(
             f"model artifact {path} has sha256 {actual[:12]}..., the registry recorded "
             f"{expected_sha256[:12]}...: refusing to load a changed or corrupt file")
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        manifest = json.loads(zf.read("manifest.json"))
-        if manifest.get("format") != FORMAT:
-            raise ArtifactIntegrityError(f"{path}: unknown artifact format {manifest.get('format')!r}")
-        kind = manifest["kind"]
-        if kind == "lightgbm":
-            import lightgbm as lgb
-            estimator = lgb.Booster(model_str=zf.read("model.lgb.txt").decode())
-        else:
-            import skops.io as sio
-            blob = zf.read("model.skops")
-            untrusted = sio.get_untrusted_types(data=blob)
-            refused = [t for t in untrusted if not t.startswith(_SKLEARN_TRUSTED_PREFIXES)]
-            if refused:
-                raise ArtifactIntegrityError(f"{path}: refusing to load unexpected types {refused}")
-            estimator = sio.loads(blob, trusted=untrusted)
-    return TrainedModel(kind, manifest["params"], Preprocessing.from_dict(manifest["preprocessing"]),
-                        manifest["classes"], estimator)
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            manifest = json.loads(zf.read("manifest.json"))
+            if manifest.get("format") != FORMAT:
+                raise ArtifactIntegrityError(
+                    f"{path}: unknown artifact format {manifest.get('format')!r}")
+            kind = manifest["kind"]
+            if kind == "lightgbm":
+                import lightgbm as lgb
+                estimator = lgb.Booster(model_str=zf.read("model.lgb.txt").decode())
+            else:
+                import skops.io as sio
+                blob = zf.read("model.skops")
+                needed = sio.get_untrusted_types(data=blob)
+                refused = [t for t in needed if t not in SKOPS_ALLOWED_TYPES]
+                if refused:
+                    raise ArtifactIntegrityError(
+                        f"{path}: refusing to load unexpected types {refused}")
+                estimator = sio.loads(blob, trusted=needed)
+        return TrainedModel(kind, manifest["params"],
+                            Preprocessing.from_dict(manifest["preprocessing"]),
+                            manifest["classes"], estimator)
+    except ArtifactIntegrityError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, ValueError, TypeError) as exc:
+        # The sha256 matched, so the file is what was registered, yet it is not a usable
+        # artifact (written by something else?): say so instead of a bare KeyError.
+        raise ArtifactIntegrityError(f"{path}: not a readable model artifact: {exc!r}") from None

@@ -3,6 +3,10 @@
 When ``RETRAIN_FAILPOINT`` names a point, the process reaching it writes that name to the file
 in ``RETRAIN_FAILPOINT_FILE`` and waits there until it is killed. With the variable unset (the
 normal case) a failpoint costs one dictionary lookup.
+
+The points: ``artifact:before-replace`` (temporary artifact file written and synced, not yet
+renamed into place), ``register:after-artifact``, ``register:before-commit``,
+``promote:after-archive`` and ``promote:before-commit``.
 """
 
 from __future__ import annotations

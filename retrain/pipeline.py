@@ -13,7 +13,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any
 
-from retrain.errors import RetrainError
+from retrain.errors import RegistryError, RetrainError
 from retrain.evaluation import evaluate_candidate
 from retrain.promotion import apply_decision
 from retrain.registry import ModelVersion
@@ -133,7 +133,17 @@ def deploy_step(ws: Workspace, evaluations: dict[str, dict[str, Any]],
                 min_relative_improvement: float | None = None) -> dict[str, dict[str, Any]]:
     threshold = (ws.settings.promotion.min_relative_improvement
                  if min_relative_improvement is None else min_relative_improvement)
-    return {name: apply_decision(ws, ev, threshold) for name, ev in evaluations.items()}
+    decisions = {}
+    for name, ev in evaluations.items():
+        try:
+            decisions[name] = apply_decision(ws, ev, threshold)
+        except RegistryError as exc:  # e.g. production changed since the evaluation
+            log.error("decision for %s failed: %s", ev["candidate_version"], exc)
+            decisions[name] = {"model": name, "version_id": ev["candidate_version"],
+                               "decision": "failed", "reason": str(exc),
+                               "production_version_before": ev.get("production_version"),
+                               "relative_improvement": ev["relative_improvement"]}
+    return decisions
 
 
 def run_document(ws: Workspace, *, reason: str, forced: bool, models: list[str],

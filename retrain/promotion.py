@@ -37,7 +37,9 @@ def apply_decision(ws: Workspace, evaluation: dict[str, Any], min_relative_impro
     if decision == "rejected":
         ws.registry.reject(version_id, reason=reason, actor=actor, details=details)
     else:
-        ws.registry.promote(version_id, reason=reason, actor=actor, details=details)
+        # Only switch if production is still the version this candidate was compared with.
+        ws.registry.promote(version_id, reason=reason, actor=actor, details=details,
+                            expected_production=evaluation.get("production_version"))
     log.info("%s %s: %s", decision, version_id, reason)
     return {"model": evaluation["model"], "version_id": version_id, "decision": decision,
             "reason": reason, "production_version_before": evaluation.get("production_version"),

@@ -127,3 +127,20 @@ def test_performance_trigger_in_a_run(workspace, drift_month):
     doc = run_pipeline(workspace, check_performance=True)
     assert doc["triggers"]["performance"]["triggered"] is True
     assert all("performance" in m["trigger"] for m in doc["models"].values())
+
+
+def test_production_changed_since_evaluation_is_not_overwritten(workspace, drift_month):
+    """A run does not replace a production version its candidate was never compared with."""
+    from retrain.pipeline import deploy_step, evaluate_step, retrain_step
+    from retrain.training import load_training_data
+
+    run_pipeline(workspace, models=["lightgbm"])
+    drift_month(workspace)
+    data = load_training_data(workspace)
+    evaluations = evaluate_step(workspace, retrain_step(workspace, ["lightgbm"], data, "drift"), data)
+    # Meanwhile another run registers and promotes its own candidate.
+    other = retrain_step(workspace, ["lightgbm"], data, "manual")["lightgbm"]["candidate_version"]
+    workspace.registry.promote(other, reason="another run")
+    decision = deploy_step(workspace, evaluations)["lightgbm"]
+    assert decision["decision"] == "failed" and "changed meanwhile" in decision["reason"]
+    assert workspace.registry.production_version("lightgbm").version_id == other

@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError as AlembicError
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import ArgumentError, OperationalError
 
@@ -54,10 +55,21 @@ def _alembic_config(connection) -> Config:
     return cfg
 
 
-def head_revision() -> str:
+def _scripts() -> ScriptDirectory:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(cfg).get_current_head()
+    return ScriptDirectory.from_config(cfg)
+
+
+def head_revision() -> str:
+    return _scripts().get_current_head()
+
+
+def _known_revision(revision: str) -> bool:
+    try:
+        return _scripts().get_revision(revision) is not None
+    except AlembicError:
+        return False
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -70,8 +82,15 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     target = head_revision() if revision == "head" else revision
     try:
-        if current_revision(engine) == target:
+        current = current_revision(engine)
+        if current == target:
             return
+        if current is not None and not _known_revision(current):
+            # Written by a newer retrain: never guess at a schema we do not know.
+            raise RegistryError(
+                f"the registry at {engine.url.render_as_string(hide_password=True)} has schema "
+                f"revision {current!r}, which this version of retrain does not know (its newest "
+                f"is {head_revision()!r}); upgrade retrain to use this registry")
         with engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})

@@ -37,6 +37,9 @@ def default_actor() -> str:
         return "unknown"
 
 
+ANY_PRODUCTION = object()  # promote(): switch whatever version is production now
+
+
 class Registry:
     """SQLModel-backed registry at ``url`` with artifacts stored under ``artifacts_dir``."""
 
@@ -96,6 +99,19 @@ class Registry:
         """Store the artifact (atomically) and the version row, as a candidate."""
         actor = actor or default_actor()
         self.ensure_model(model_name, model.kind)
+        try:
+            return self._register(model_name, model, actor, reason, train_start=train_start,
+                                  train_end=train_end, holdout_start=holdout_start,
+                                  row_count=row_count, holdout_rows=holdout_rows,
+                                  data_fingerprint=data_fingerprint, metrics=metrics)
+        except IntegrityError:  # the number was taken meanwhile (the row lock should prevent it)
+            raise RegistryError(f"concurrent registration of {model_name!r} detected; nothing "
+                                "was registered, retry") from None
+
+    def _register(self, model_name: str, model: TrainedModel, actor: str, reason: str, *,
+                  train_start: datetime, train_end: datetime, holdout_start: datetime | None,
+                  row_count: int, holdout_rows: int, data_fingerprint: str,
+                  metrics: dict[str, float]) -> ModelVersion:
         with self._write(model_name) as s:
             last = s.exec(select(func.max(ModelVersion.number))
                           .where(ModelVersion.model_name == model_name)).one()
@@ -156,9 +172,14 @@ class Registry:
             return list(s.exec(select(RegisteredModel).order_by(RegisteredModel.name)))
 
     def history(self, model_name: str) -> list[AuditEvent]:
+        """The model's audit events in the order they were written.
+
+        Ordered by id, not by ``at``: ids are assigned inside the writer's lock, while ``at``
+        comes from the writing machine's clock, which may differ between hosts sharing a
+        PostgreSQL registry."""
         with self._read() as s:
             return list(s.exec(select(AuditEvent).where(AuditEvent.model_name == model_name)
-                               .order_by(AuditEvent.at, AuditEvent.id)))
+                               .order_by(AuditEvent.id)))
 
     def load(self, version: ModelVersion) -> TrainedModel:
         """Load a version's model after verifying the artifact's sha256."""
@@ -173,8 +194,15 @@ class Registry:
             self._audit(s, model_name, action, actor or default_actor(), reason, version_id, details)
 
     def promote(self, version_id: str, *, reason: str, actor: str | None = None,
-                details: dict[str, Any] | None = None) -> ModelVersion:
-        """Make ``version_id`` production and archive the previous one, in one transaction."""
+                details: dict[str, Any] | None = None,
+                expected_production: str | None | object = ANY_PRODUCTION) -> ModelVersion:
+        """Make ``version_id`` production and archive the previous one, in one transaction.
+
+        ``expected_production`` (a version id, or None for "no production version yet") makes
+        the switch conditional: if production is no longer the version a decision was based
+        on (another run or a person changed it meanwhile), nothing changes and
+        ``RegistryError`` says so.
+        """
         actor = actor or default_actor()
         model_name = self.get_version(version_id).model_name
         try:
@@ -188,6 +216,12 @@ class Registry:
                 previous = s.exec(select(ModelVersion).where(
                     ModelVersion.model_name == model_name,
                     ModelVersion.status == "production")).first()
+                current_id = previous.version_id if previous is not None else None
+                if expected_production is not ANY_PRODUCTION and current_id != expected_production:
+                    raise RegistryError(
+                        f"production of {model_name!r} is {current_id or 'none'}, not "
+                        f"{expected_production or 'none'} as expected (it changed meanwhile); "
+                        f"{version_id} was not promoted")
                 now = utcnow()
                 if previous is not None:
                     s.exec(update(ModelVersion).where(ModelVersion.version_id == previous.version_id)
@@ -221,8 +255,13 @@ class Registry:
 
     def rollback(self, model_name: str, *, to: str | None = None, reason: str = "",
                  actor: str | None = None) -> ModelVersion:
-        """Make an earlier version production again (the last archived one by default)."""
+        """Make an earlier production version production again (the last one by default).
+
+        Only a version that has been production before qualifies: a candidate that was never
+        promoted, or a rejected one, goes through ``promote`` (with ``--force`` if rejected).
+        """
         current = self.production_version(model_name)
+        current_id = current.version_id if current else None
         if to is None:
             archived = [v for v in self.versions(model_name) if v.status == "archived"
                         and v.promoted_at is not None]
@@ -231,6 +270,13 @@ class Registry:
             target = max(archived, key=lambda v: v.promoted_at)
         else:
             target = self.resolve_version(model_name, to)
+            if target.version_id == current_id:
+                raise RegistryError(f"{target.version_id} is already production")
+            if target.status != "archived" or target.promoted_at is None:
+                raise RegistryError(
+                    f"{target.version_id} is {target.status} and was never production, so there "
+                    f"is nothing to roll back to; use `retrain promote` to deploy it")
         return self.promote(target.version_id, actor=actor,
-                            reason=reason or f"rollback from {current.version_id if current else 'none'}",
-                            details={"rollback": True, "override": True})
+                            reason=reason or f"rollback from {current_id or 'none'}",
+                            details={"rollback": True, "rolled_back_from": current_id},
+                            expected_production=current_id)

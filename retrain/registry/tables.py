@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import NaiveDatetime
-from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 STATUSES = ("candidate", "production", "archived", "rejected")
@@ -43,7 +43,8 @@ class ModelVersion(SQLModel, table=True):
     train_end: NaiveDatetime
     holdout_start: NaiveDatetime | None = None
     row_count: int
-    holdout_rows: int = 0
+    holdout_rows: int = Field(default=0,
+                              sa_column=Column(Integer, nullable=False, server_default="0"))
     data_fingerprint: str = Field(max_length=64)
     feature_schema: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -62,6 +63,7 @@ class AuditEvent(SQLModel, table=True):
     version_id: str | None = Field(default=None, max_length=250)
     action: str = Field(max_length=50)
     actor: str = Field(max_length=200)
-    reason: str = ""
-    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+    details: dict[str, Any] = Field(default_factory=dict,
+                                    sa_column=Column(JSON, nullable=False, server_default="{}"))
     at: NaiveDatetime = Field(default_factory=utcnow, index=True)
