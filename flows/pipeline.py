@@ -10,6 +10,7 @@ Each step is a subflow, so the dashboard shows the run nested under its parent.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Any
 
@@ -25,13 +26,25 @@ from retrain.training import TrainingData, load_training_data
 from retrain.workspace import Workspace
 
 
+_SEED_SETTING_NAMES = ("DRIFT_THRESHOLD", "PSI_THRESHOLD", "MODEL_IMPROVEMENT_THRESHOLD",
+                       "RETRAINING_SCHEDULE", "PERFORMANCE_ALERT_EMAIL")
+
+
 def _workspace(config: str | None) -> Workspace:
-    """The workspace of ``config`` (default: RETRAIN_CONFIG or ./retrain.toml), opened once."""
-    return _open_workspace(str(find_config_path(config)))
+    """The workspace of ``config`` (default: RETRAIN_CONFIG or ./retrain.toml).
+
+    Opened once per run and reused by its subflows; a changed file or environment override
+    (a long-lived process that serves many runs) opens it afresh.
+    """
+    path = find_config_path(config)
+    overrides = tuple(sorted((k, v) for k, v in os.environ.items()
+                             if (k.startswith("RETRAIN_") and "__" in k) or k in _SEED_SETTING_NAMES))
+    return _open_workspace(str(path), path.stat().st_mtime_ns, overrides)
 
 
 @lru_cache(maxsize=8)
-def _open_workspace(config_path: str) -> Workspace:
+def _open_workspace(config_path: str, mtime_ns: int = 0,
+                    overrides: tuple[tuple[str, str], ...] = ()) -> Workspace:
     return Workspace.open(config_path)
 
 

@@ -37,6 +37,24 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "retrain")
 
 
+class _UserErrorTracebacks(logging.Filter):
+    """Drop console records that carry a RetrainError: ``main`` prints it as one line, and a
+    user's mistake must not look like a crash. The dashboard (API log handler) keeps them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, RetrainError)
+
+
+def _quiet_prefect_tracebacks() -> None:
+    """Install the filter on Prefect's console handlers (configured when prefect is imported)."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not any(
+                isinstance(f, _UserErrorTracebacks) for f in handler.filters):
+            handler.addFilter(_UserErrorTracebacks())
+
+
 def _json_default(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
@@ -50,9 +68,14 @@ def _print_json(document: Any) -> None:
 def _run_pipeline(config: str | None, models: list[str] | None, force: bool, reason: str,
                   engine: str) -> dict[str, Any]:
     if engine == "prefect":
+        from retrain.config import load_config
+        # A bad config is a one-line error before Prefect (and maybe a local server) starts.
+        load_config(config)
         _prefect_env()
         # The CLI is the outermost layer: it may start the orchestrated flow.
         flows = importlib.import_module("flows.pipeline")
+        if not log.isEnabledFor(logging.DEBUG):
+            _quiet_prefect_tracebacks()
         return flows.retraining_pipeline(models=models, force=force, reason=reason, config=config)
     from retrain.pipeline import run_pipeline
     from retrain.workspace import Workspace
@@ -75,6 +98,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from retrain.demo import append_drifted_month, write_workspace
     from retrain.report import run_summary_text
     workspace = Path(args.workspace).resolve()
+    if workspace.exists() and not workspace.is_dir():
+        raise RetrainError(f"{workspace} exists and is not a folder; choose another --workspace")
     if workspace.exists() and any(workspace.iterdir()):
         if not (workspace / DEMO_MARKER).exists():
             raise RetrainError(f"{workspace} exists and is not a demo workspace; "
@@ -96,14 +121,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if first["success"] and second["success"] else 1
 
 
-def _version_dict(v) -> dict[str, Any]:
+def _version_dict(ws, v) -> dict[str, Any]:
     return {"version_id": v.version_id, "number": v.number, "status": v.status, "kind": v.kind,
             "params": v.params, "metrics": v.metrics, "created_at": v.created_at,
             "promoted_at": v.promoted_at,
             "train_window": {"start": v.train_start, "end": v.train_end},
             "holdout_start": v.holdout_start, "row_count": v.row_count,
             "holdout_rows": v.holdout_rows, "data_fingerprint": v.data_fingerprint,
-            "artifact_path": v.artifact_path, "artifact_sha256": v.artifact_sha256}
+            "artifact_path": str(ws.registry.artifact_file(v)), "artifact_sha256": v.artifact_sha256}
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -115,7 +140,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         versions = ws.registry.versions(m.name)
         prod = [v.version_id for v in versions if v.status == "production"]
         models.append({"name": m.name, "kind": m.kind, "production_version": prod[0] if prod else None,
-                       "versions": [_version_dict(v) for v in versions]})
+                       "versions": [_version_dict(ws, v) for v in versions]})
     if args.json:
         _print_json({"models": models})
         return 0
@@ -170,9 +195,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
         df = pl.read_csv(src, try_parse_dates=True, infer_schema_length=10_000)
     else:
         raise DataValidationError(None, f"{src}: expected a .parquet or .csv file")
-    labels, proba = model.predict(df)
+    if args.output:
+        dest = Path(args.output)
+        if _in_feature_store(ws, dest):
+            raise RetrainError(f"--output {dest} is inside the feature store "
+                               f"({ws.settings.data_source}); its rows would become training data")
+    else:
+        dest = src.with_name(f"{src.stem}.predictions{suffix}")
+        if _in_feature_store(ws, dest):
+            # Next to a feature-store file the predictions would be read back as training data.
+            dest = ws.settings.resolve("predictions") / dest.name
+            if _in_feature_store(ws, dest):
+                raise RetrainError(f"{src} is in the feature store ({ws.settings.data_source}); "
+                                   "choose where the predictions go with --output")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.suffix.lower() not in (".csv", ".parquet"):
+        raise RetrainError(f"--output {dest}: expected a .parquet or .csv file")
+    if df.height == 0:
+        model.preprocessing.transform(df)  # still checks that the feature columns exist
+        classes = pl.Series(model.classes)
+        labels, proba = classes.head(0), pl.Series([], dtype=pl.Float64)
+    else:
+        labels, proba = model.predict(df)
     out = df.with_columns(pl.Series("prediction", labels), pl.Series("probability", proba))
-    dest = Path(args.output) if args.output else src.with_name(f"{src.stem}.predictions{suffix}")
     if dest.suffix.lower() == ".csv":
         out.write_csv(dest)
     else:
@@ -180,6 +225,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     log.info("scored %d rows with %s -> %s", out.height, version.version_id, dest)
     print(dest)
     return 0
+
+
+def _in_feature_store(ws, path: Path) -> bool:
+    """Whether a file written at ``path`` would be read as part of the feature store."""
+    import fnmatch
+    source = ws.settings.data_source
+    if "://" in source:
+        return False
+    target = path.resolve()
+    root = Path(source)
+    if root.is_dir():
+        return target.is_relative_to(root.resolve())
+    return fnmatch.fnmatch(str(target), source) or fnmatch.fnmatch(str(path), source)
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
@@ -222,7 +280,12 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retrain", description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--config", help="path to retrain.toml (default: $RETRAIN_CONFIG or ./retrain.toml)")
+    config_help = "path to retrain.toml (default: $RETRAIN_CONFIG or ./retrain.toml)"
+    parser.add_argument("--config", help=config_help)
+    # Also accepted after the command (`retrain models --config ws/retrain.toml`); SUPPRESS
+    # keeps a --config given before the command when none follows it.
+    workspace_options = argparse.ArgumentParser(add_help=False)
+    workspace_options.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -235,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine_flag(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("run", help="one pipeline run in the current workspace")
+    p = sub.add_parser("run", parents=[workspace_options], help="one pipeline run in the current workspace")
     p.add_argument("--model", action="append", help="model name (repeatable; default: all)")
     p.add_argument("--force", action="store_true", help="retrain even if no trigger fires")
     p.add_argument("--reason", default="manual", choices=["schedule", "drift", "volume", "performance", "manual"])
@@ -243,35 +306,36 @@ def build_parser() -> argparse.ArgumentParser:
     engine_flag(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("models", help="registered models and their versions")
+    p = sub.add_parser("models", parents=[workspace_options], help="registered models and their versions")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("history", help="the audit log of one model")
+    p = sub.add_parser("history", parents=[workspace_options], help="the audit log of one model")
     p.add_argument("model")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_history)
 
-    p = sub.add_parser("predict", help="score a Parquet or CSV file")
+    p = sub.add_parser("predict", parents=[workspace_options], help="score a Parquet or CSV file")
     p.add_argument("model")
     p.add_argument("input")
     p.add_argument("--version", help="version id or number (default: production)")
-    p.add_argument("--output", help="output file (default: INPUT.predictions.<ext>)")
+    p.add_argument("--output", help="output .parquet or .csv file (default: INPUT.predictions.<ext>, "
+                   "or under <workspace>/predictions/ when INPUT is in the feature store)")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("promote", help="make a version production by hand")
+    p = sub.add_parser("promote", parents=[workspace_options], help="make a version production by hand")
     p.add_argument("version", help="version id, e.g. lightgbm-v3")
     p.add_argument("--reason")
     p.add_argument("--force", action="store_true", help="also promote a rejected version")
     p.set_defaults(func=cmd_promote)
 
-    p = sub.add_parser("rollback", help="make an earlier version production again")
+    p = sub.add_parser("rollback", parents=[workspace_options], help="make an earlier version production again")
     p.add_argument("model")
     p.add_argument("--to", help="version id or number (default: the previous production version)")
     p.add_argument("--reason")
     p.set_defaults(func=cmd_rollback)
 
-    p = sub.add_parser("drift", help="check drift of each production model's data")
+    p = sub.add_parser("drift", parents=[workspace_options], help="check drift of each production model's data")
     p.add_argument("--model", action="append")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_drift)
@@ -280,17 +344,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    saved_logging = (log.handlers[:], log.level, log.propagate)
     _setup_logging(args.verbose)
+    saved_config = os.environ.get("RETRAIN_CONFIG")
     if args.config:
+        # Code that finds the config by itself (the Python API, flows) sees the same file.
         os.environ["RETRAIN_CONFIG"] = str(Path(args.config).resolve())
     try:
         return args.func(args)
     except RetrainError as exc:
         print(f"retrain: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # an unwritable --output, a missing folder: the user's to fix
+        if args.verbose:
+            raise
+        print(f"retrain: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("retrain: interrupted", file=sys.stderr)
         return 130
+    finally:
+        # main() is also called in-process (tests, scripts): leave the environment and the
+        # "retrain" logger as found.
+        if saved_config is None:
+            os.environ.pop("RETRAIN_CONFIG", None)
+        else:
+            os.environ["RETRAIN_CONFIG"] = saved_config
+        log.handlers, log.propagate = saved_logging[0], saved_logging[2]
+        log.setLevel(saved_logging[1])
 
 
 if __name__ == "__main__":

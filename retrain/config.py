@@ -153,9 +153,12 @@ _SCHEDULE_ALIASES = {
 }
 
 
-def _seed_overrides(env: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """Map the seed's flat setting names onto sections."""
+def _seed_overrides(env: dict[str, str], origin: dict[tuple[str, ...], str] | None = None
+                    ) -> dict[str, dict[str, Any]]:
+    """Map the seed's flat setting names onto sections; ``origin`` learns which variable set
+    which key, so an error can name the variable."""
     out: dict[str, dict[str, Any]] = {}
+    origin = {} if origin is None else origin
     psi = {k: env[k] for k in ("DRIFT_THRESHOLD", "PSI_THRESHOLD") if env.get(k)}
     if len(psi) == 2 and float(psi["DRIFT_THRESHOLD"]) != float(psi["PSI_THRESHOLD"]):
         raise ConfigError(
@@ -164,14 +167,18 @@ def _seed_overrides(env: dict[str, str]) -> dict[str, dict[str, Any]]:
         )
     if psi:
         out.setdefault("drift", {})["psi_threshold"] = next(iter(psi.values()))
+        origin[("drift", "psi_threshold")] = " / ".join(psi)
     if env.get("MODEL_IMPROVEMENT_THRESHOLD"):
         out.setdefault("promotion", {})["min_relative_improvement"] = env["MODEL_IMPROVEMENT_THRESHOLD"]
+        origin[("promotion", "min_relative_improvement")] = "MODEL_IMPROVEMENT_THRESHOLD"
     if env.get("RETRAINING_SCHEDULE"):
         value = env["RETRAINING_SCHEDULE"].strip()
         out.setdefault("schedule", {})["cron"] = _SCHEDULE_ALIASES.get(value.lower(), value)
+        origin[("schedule", "cron")] = "RETRAINING_SCHEDULE"
     if env.get("PERFORMANCE_ALERT_EMAIL"):
         emails = [e.strip() for e in env["PERFORMANCE_ALERT_EMAIL"].split(",") if e.strip()]
         out.setdefault("notifications", {})["email_recipients"] = emails
+        origin[("notifications", "email_recipients")] = "PERFORMANCE_ALERT_EMAIL"
     return out
 
 
@@ -183,8 +190,10 @@ def _parse_env_value(raw: str) -> Any:
         return raw
 
 
-def _prefixed_overrides(env: dict[str, str]) -> dict[str, Any]:
+def _prefixed_overrides(env: dict[str, str], origin: dict[tuple[str, ...], str] | None = None
+                        ) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    origin = {} if origin is None else origin
     for key, raw in env.items():
         if not key.startswith(ENV_PREFIX) or "__" not in key or key == ENV_CONFIG:
             continue
@@ -193,6 +202,7 @@ def _prefixed_overrides(env: dict[str, str]) -> dict[str, Any]:
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = _parse_env_value(raw)
+        origin[tuple(parts)] = key
     return out
 
 
@@ -205,9 +215,15 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
-def _format_error(err: ValidationError, source: str) -> str:
+def _format_error(err: ValidationError, source: str,
+                  origin: dict[tuple[str, ...], str] | None = None) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
+    path = tuple(str(p) for p in first["loc"])
+    for n in range(len(path), 0, -1):  # a value from the environment: name the variable
+        if origin and path[:n] in origin:
+            source = f"environment variable {origin[path[:n]]}"
+            break
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
@@ -223,9 +239,7 @@ def _format_error(err: ValidationError, source: str) -> str:
 def find_config_path(path: str | Path | None = None) -> Path:
     if path is None:
         path = os.environ.get(ENV_CONFIG) or CONFIG_FILENAME
-    p = Path(path).expanduser()
-    if not p.is_absolute():
-        p = Path.cwd() / p
+    p = Path(path).expanduser().resolve()
     if not p.is_file():
         hint = "" if os.environ.get(ENV_CONFIG) else " (run `retrain demo` to make an example workspace)"
         raise ConfigError(f"no configuration file at {p}{hint}")
@@ -240,13 +254,14 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         raw = tomllib.loads(cfg_path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{cfg_path}: not valid TOML: {exc}") from None
-    _merge(raw, _seed_overrides(env))
-    _merge(raw, _prefixed_overrides(env))
+    origin: dict[tuple[str, ...], str] = {}
+    _merge(raw, _seed_overrides(env, origin))
+    _merge(raw, _prefixed_overrides(env, origin))
     raw["base_dir"] = cfg_path.parent
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_error(exc, str(cfg_path))) from None
+        raise ConfigError(_format_error(exc, str(cfg_path), origin)) from None
 
 
 def settings_from_dict(raw: dict[str, Any], base_dir: Path | None = None) -> Settings:

@@ -78,6 +78,8 @@ class TrainedModel:
     def predict_proba(self, df: pl.DataFrame) -> np.ndarray:
         """Probability of the positive class (the second of ``classes``)."""
         X = self.preprocessing.transform(df)
+        if X.shape[0] == 0:
+            return np.empty(0, dtype=np.float64)
         if self.kind == "lightgbm":
             return np.asarray(self.estimator.predict(X), dtype=np.float64)
         return np.asarray(self.estimator.predict_proba(X)[:, 1], dtype=np.float64)

@@ -119,3 +119,12 @@ def test_models_are_required(tmp_path):
     text = MINIMAL.split("[models.rf]")[0]
     with pytest.raises(ConfigError, match="models"):
         load_config(write(tmp_path, text), env={})
+
+
+def test_a_bad_env_value_names_the_variable(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, MINIMAL), env={"MODEL_IMPROVEMENT_THRESHOLD": "abc"})
+    assert str(info.value).startswith("environment variable MODEL_IMPROVEMENT_THRESHOLD: "
+                                      "[promotion.min_relative_improvement]")
+    with pytest.raises(ConfigError, match="^environment variable RETRAIN_TRIGGERS__VOLUME_THRESHOLD"):
+        load_config(write(tmp_path, MINIMAL), env={"RETRAIN_TRIGGERS__VOLUME_THRESHOLD": "lots"})

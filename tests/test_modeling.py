@@ -97,3 +97,10 @@ def test_relative_improvement_direction():
     # Lower is better: a 10% reduction of log loss is a +10% improvement.
     assert relative_improvement("log_loss", 0.45, 0.50) == pytest.approx(0.10)
     assert relative_improvement("brier", 0.22, 0.20) == pytest.approx(-0.10)
+
+
+@pytest.mark.parametrize("kind", ["random_forest", "lightgbm", "logistic_regression"])
+def test_no_rows_give_no_predictions(kind, train_test):
+    train, test = train_test
+    model = fit_model(kind, SMALL[kind], train, SCHEMA, "defaulted", seed=1)
+    assert model.predict_proba(test.head(0)).shape == (0,)

@@ -126,7 +126,8 @@ class Registry:
                 holdout_start=holdout_start, row_count=row_count, holdout_rows=holdout_rows,
                 data_fingerprint=data_fingerprint,
                 feature_schema=model.preprocessing.schema.as_dict(), metrics=metrics,
-                artifact_path=str(path), artifact_sha256=sha, status="candidate")
+                artifact_path=path.relative_to(self.artifacts_dir).as_posix(),
+                artifact_sha256=sha, status="candidate")
             s.add(version)
             self._audit(s, model_name, "registered", actor, reason, version_id,
                         {"metrics": metrics, "row_count": row_count, "kind": model.kind,
@@ -183,7 +184,13 @@ class Registry:
 
     def load(self, version: ModelVersion) -> TrainedModel:
         """Load a version's model after verifying the artifact's sha256."""
-        return load_model(Path(version.artifact_path), version.artifact_sha256)
+        return load_model(self.artifact_file(version), version.artifact_sha256)
+
+    def artifact_file(self, version: ModelVersion) -> Path:
+        """Where a version's artifact is. Paths are stored relative to the artifacts folder,
+        so a workspace can be moved or copied; absolute paths are used as they are."""
+        path = Path(version.artifact_path)
+        return path if path.is_absolute() else self.artifacts_dir / path
 
     # Decisions --------------------------------------------------------------------------
     def record(self, model_name: str, action: str, *, version_id: str | None = None,

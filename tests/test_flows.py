@@ -1,0 +1,319 @@
+"""The Prefect flows under ``prefect_test_harness`` (one harness for the whole session).
+
+What the flows must show: the parent ``retraining-pipeline`` runs its steps as subflows nested
+under it, records its decisions in the registry, publishes the summary artifact and emits the
+``retrain.*`` events; invalid data fails the run and leaves the registry as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from uuid import UUID
+
+import polars as pl
+import pytest
+
+from retrain.errors import DataValidationError
+from retrain.pipeline import run_pipeline
+from retrain.workspace import Workspace
+
+pytestmark = pytest.mark.slow
+
+MODELS = ("random_forest", "lightgbm")
+ACTOR = "flow-test"
+RETRAIN_STEPS = {"check-drift", "check-data-volume", "retrain-models", "evaluate-models",
+                 "deploy-models", "send-notifications"}
+SKIP_STEPS = {"check-drift", "check-data-volume", "send-notifications"}
+
+
+@pytest.fixture(scope="session")
+def harness():
+    """One Prefect test server for the session (it takes several seconds to start)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+    with prefect_test_harness(server_startup_timeout=120):
+        # No crash-detection heartbeats: each synchronous flow call would wait up to a second
+        # for its heartbeat thread, and a pipeline run is seven flows.
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield PREFECT_API_URL.value()
+
+
+@pytest.fixture
+def client(harness):
+    from prefect import get_client
+    with get_client(sync_client=True) as c:
+        yield c
+
+
+@pytest.fixture
+def pipeline(harness, monkeypatch):
+    """``flows.pipeline`` with a fresh workspace cache and a known actor for the audit log."""
+    monkeypatch.setenv("RETRAIN_ACTOR", ACTOR)
+    for key in [k for k in os.environ if k.startswith("RETRAIN_") and "__" in k]:
+        monkeypatch.delenv(key)
+    from flows import pipeline as flows
+    flows._open_workspace.cache_clear()
+    yield flows
+    flows._open_workspace.cache_clear()
+
+
+# Reading back what Prefect recorded -------------------------------------------------------
+
+def flow_names(client) -> dict[UUID, str]:
+    return {f.id: f.name for f in client.read_flows()}
+
+
+def subflow_runs(client, parent_id: UUID) -> dict[str, object]:
+    """The flow runs nested under ``parent_id``, by flow name (each step runs once)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])))
+    names = flow_names(client)
+    by_name = {names[r.flow_id]: r for r in runs}
+    assert len(by_name) == len(runs), "a step ran more than once"
+    return by_name
+
+
+def assert_nested(client, parent_id: UUID, expected_steps: set[str]) -> dict[str, object]:
+    children = subflow_runs(client, parent_id)
+    assert set(children) == expected_steps
+    for name, run in children.items():
+        assert run.parent_task_run_id is not None, name
+        assert client.read_task_run(run.parent_task_run_id).flow_run_id == parent_id
+        assert run.state_type.value == "COMPLETED", name
+    return children
+
+
+def task_run_names(client, flow_run_id: UUID) -> set[str]:
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
+    runs = client.read_task_runs(task_run_filter=TaskRunFilter(
+        flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id])))
+    return {r.name.rsplit("-", 1)[0] for r in runs}
+
+
+def wait_for_events(client, name: str, flow_run_id: UUID, count: int, timeout: float = 60):
+    """Events called ``name`` emitted from flow run ``flow_run_id`` (events reach the server
+    asynchronously, so poll)."""
+    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+    event_filter = EventFilter(event=EventNameFilter(name=[name]),
+                               related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]))
+    deadline = time.monotonic() + timeout
+    while True:
+        events = client.read_events(filter=event_filter, limit=50).events
+        if len(events) >= count or time.monotonic() > deadline:
+            return events
+        time.sleep(0.5)
+
+
+def artifact(client, key: str, flow_run_id: UUID):
+    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId,
+                                                ArtifactFilterKey)
+    found = client.read_artifacts(artifact_filter=ArtifactFilter(
+        key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    assert len(found) == 1, f"expected one {key!r} artifact from flow run {flow_run_id}"
+    return found[0]
+
+
+def run_flow(flows, **parameters):
+    state = flows.retraining_pipeline(**parameters, return_state=True)
+    assert state.is_completed(), state
+    return state.state_details.flow_run_id, state.result()
+
+
+def registry_snapshot(config: Path) -> tuple[dict, int]:
+    """(version id -> status, number of audit events) of every model."""
+    registry = Workspace.open(config).registry
+    statuses = {v.version_id: v.status for n in MODELS for v in registry.versions(n)}
+    return statuses, sum(len(registry.history(n)) for n in MODELS)
+
+
+# The main scenario ------------------------------------------------------------------------
+
+def test_bootstrap_then_drift_then_skip(pipeline, client, make_workspace, drift_month):
+    ws = make_workspace()
+    config = ws.settings.base_dir / "retrain.toml"
+
+    # Run 1: no production models yet, so both are bootstrapped.
+    run1, doc1 = run_flow(pipeline, config=str(config))
+    assert {n: m["decision"] for n, m in doc1["models"].items()} == {n: "bootstrapped" for n in MODELS}
+    registry = Workspace.open(config).registry
+    for name in MODELS:
+        assert [(v.version_id, v.status) for v in registry.versions(name)] == [(f"{name}-v1", "production")]
+        events = registry.history(name)
+        assert [(e.action, e.version_id) for e in events] == [
+            ("registered", f"{name}-v1"), ("evaluated", f"{name}-v1"), ("promoted", f"{name}-v1")]
+        assert all(e.actor == ACTOR and e.reason and e.at for e in events)
+        assert events[0].reason == "manual"
+    assert_nested(client, run1, RETRAIN_STEPS)
+    assert "load-new-data" in task_run_names(client, run1)
+
+    # Run 2: a drifted month arrives; the monthly run retrains and compares with production.
+    drift_month(ws)
+    run2, doc2 = run_flow(pipeline, config=str(config), reason="schedule")
+    assert doc2["reason"] == "schedule"
+    assert doc2["triggers"]["drift"]["detected"] is True
+    assert doc2["triggers"]["drift"]["drifted_features"]
+    assert doc2["triggers"]["volume"]["met"] is True and doc2["triggers"]["volume"]["new_rows"] == 2000
+    registry = Workspace.open(config).registry
+    for name, entry in doc2["models"].items():
+        assert entry["production_version_before"] == f"{name}-v1"
+        assert entry["candidate_version"] == f"{name}-v2"
+        assert entry["metrics"]["production"] is not None
+        expected = "promoted" if entry["relative_improvement"] >= 0.05 else "rejected"
+        assert entry["decision"] == expected
+        production = [v.version_id for v in registry.versions(name) if v.status == "production"]
+        assert production == [f"{name}-v2" if expected == "promoted" else f"{name}-v1"]
+        trail = [(e.action, e.version_id) for e in registry.history(name)][3:]
+        assert trail == [("registered", f"{name}-v2"), ("evaluated", f"{name}-v2")] + (
+            [("archived", f"{name}-v1"), ("promoted", f"{name}-v2")] if expected == "promoted"
+            else [("rejected", f"{name}-v2")])
+        decision_event = registry.history(name)[-1]
+        assert decision_event.actor == ACTOR and "needs +5.00%" in decision_event.reason
+        assert decision_event.details["metrics"]["production"] is not None
+    assert "promoted" in {m["decision"] for m in doc2["models"].values()}
+
+    children = assert_nested(client, run2, RETRAIN_STEPS)
+    assert {"reason:schedule", "model:lightgbm", "model:random_forest"} <= set(children["retrain-models"].tags)
+
+    detected = wait_for_events(client, "retrain.drift.detected", children["check-drift"].id, len(MODELS))
+    assert sorted(e.resource.id for e in detected) == sorted(f"retrain.model.{n}" for n in MODELS)
+    for event in detected:
+        assert event.payload["detected"] is True and event.payload["drifted_features"]
+    for name, entry in doc2["models"].items():
+        event_name = f"retrain.model.{entry['decision']}"
+        decided = wait_for_events(client, event_name, children["deploy-models"].id, 1)
+        assert f"retrain.model.{name}" in {e.resource.id for e in decided}, event_name
+
+    summary = artifact(client, "retraining-summary", children["send-notifications"].id)
+    assert summary.type == "markdown"
+    assert summary.data.startswith("# Retraining run: schedule")
+    assert "drift:  DETECTED" in summary.data
+    for name, entry in doc2["models"].items():
+        assert f"{name}-v2" in summary.data and entry["decision"].upper() in summary.data
+    evaluation = artifact(client, "model-evaluation", children["evaluate-models"].id)
+    assert "roc_auc **(primary)**" in evaluation.data
+
+    # Run 3: nothing new since the last training window, so every model is skipped.
+    before = registry_snapshot(config)[0]
+    run3, doc3 = run_flow(pipeline, config=str(config))
+    assert {n: m["decision"] for n, m in doc3["models"].items()} == {n: "skipped" for n in MODELS}
+    assert doc3["retrained"] is False
+    assert registry_snapshot(config)[0] == before
+    registry = Workspace.open(config).registry
+    for name in MODELS:
+        last = registry.history(name)[-1]
+        assert (last.action, last.actor) == ("skipped", ACTOR)
+        assert last.reason.startswith("no trigger fired")
+    assert_nested(client, run3, SKIP_STEPS)
+    assert "skip-retrain" in task_run_names(client, run3)
+    skipped = wait_for_events(client, "retrain.pipeline.skipped", run3, len(MODELS))
+    assert sorted(e.resource.id for e in skipped) == sorted(f"retrain.model.{n}" for n in MODELS)
+
+
+# Invalid data -----------------------------------------------------------------------------
+
+def _month(ws: Workspace, index: int) -> pl.DataFrame:
+    return pl.read_parquet(ws.settings.base_dir / "data" / f"applications_{index:02d}.parquet")
+
+
+def _newer(ws: Workspace, frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows moved after everything in the store (so they are 'new data')."""
+    return frame.with_columns(pl.col("applied_at").dt.offset_by("6mo"))
+
+
+BAD_DATA = {
+    # A feature column that became text in the newest file.
+    "retyped feature": (lambda ws: _newer(ws, _month(ws, 1)).with_columns(
+        pl.col("income").cast(pl.String)), "'income'", "type changed"),
+    # A feature that arrived empty.
+    "all-null feature": (lambda ws: _newer(ws, _month(ws, 1)).with_columns(
+        pl.lit(None, dtype=pl.Float64).alias("months_employed")), "'months_employed'", "null"),
+    # A third label: passes the drift check, fails when the training window is loaded.
+    "three classes": (lambda ws: _newer(ws, pl.concat([_month(ws, 1), _month(ws, 2)])).with_columns(
+        pl.when(pl.col("age") > 60).then(2).otherwise(pl.col("defaulted")).cast(pl.Int8)
+        .alias("defaulted")), "'defaulted'", "2 classes"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DATA))
+def test_invalid_data_fails_the_run_and_changes_nothing(pipeline, client, make_workspace, case):
+    ws = make_workspace()
+    config = ws.settings.base_dir / "retrain.toml"
+    run_pipeline(ws)  # bootstrap without Prefect: quicker, and not what is tested here
+    make_bad, column, problem = BAD_DATA[case]
+    make_bad(ws).write_parquet(ws.settings.base_dir / "data" / "applications_99.parquet")
+    before = registry_snapshot(config)
+
+    with pytest.raises(DataValidationError) as raised:
+        pipeline.retraining_pipeline(config=str(config), reason="schedule")
+    assert column in str(raised.value) and problem in str(raised.value)
+
+    assert registry_snapshot(config) == before  # same versions and statuses, no audit events
+    from prefect.client.schemas.sorting import FlowRunSort
+    latest = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=20)
+    names = flow_names(client)
+    parent = next(r for r in latest if names[r.flow_id] == "retraining-pipeline")
+    assert parent.state_type.value == "FAILED"
+    assert column in parent.state.message
+
+
+# The console script against a Prefect API ------------------------------------------------
+
+def test_cli_runs_the_flow_on_the_server_in_prefect_api_url(harness, client, make_workspace, tmp_path):
+    ws = make_workspace()
+    config = ws.settings.base_dir / "retrain.toml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RETRAIN_"))}
+    env.update(PREFECT_API_URL=harness, PREFECT_HOME=str(tmp_path / "prefect-home"),
+               PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    exe = Path(sys.executable).with_name("retrain")
+    run = subprocess.run([exe, "--config", config, "run", "--json", "--model", "lightgbm"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)  # exactly one JSON document on stdout
+    assert doc["models"]["lightgbm"]["decision"] == "bootstrapped"
+    assert "Starting temporary server" not in run.stderr  # it used the server it was given
+
+    names = flow_names(client)
+    parents = [r for r in client.read_flow_runs(limit=200)
+               if names[r.flow_id] == "retraining-pipeline"
+               and r.parameters.get("models") == ["lightgbm"]]
+    assert len(parents) == 1
+    assert parents[0].state_type.value == "COMPLETED"
+    assert_nested(client, parents[0].id, RETRAIN_STEPS)
+
+    # Invalid data through Prefect: one line on stderr naming the column, no traceback (the
+    # dashboard keeps it), nothing on stdout, nothing written to the registry.
+    BAD_DATA["retyped feature"][0](ws).write_parquet(
+        ws.settings.base_dir / "data" / "applications_99.parquet")
+    before = registry_snapshot(config)
+    failed = subprocess.run([exe, "--config", config, "run", "--json"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 2
+    assert failed.stdout == ""
+    assert "Traceback" not in failed.stderr, failed.stderr
+    errors = [x for x in failed.stderr.splitlines() if x.startswith("retrain: error:")]
+    assert len(errors) == 1 and "'income'" in errors[0]
+    assert registry_snapshot(config) == before
+
+
+def test_a_long_lived_process_sees_changed_overrides(pipeline, make_workspace, monkeypatch):
+    """The workspace is cached across subflows, but not across a changed environment: a forced
+    retrain on unchanged data is no better (improvement 0), so the threshold decides."""
+    ws = make_workspace()
+    config = str(ws.settings.base_dir / "retrain.toml")
+    run_pipeline(ws, ["lightgbm"])
+    monkeypatch.setenv("RETRAIN_PROMOTION__MIN_RELATIVE_IMPROVEMENT", "0")
+    _, doc = run_flow(pipeline, config=config, models=["lightgbm"], force=True)
+    assert doc["forced"] is True
+    assert doc["models"]["lightgbm"]["relative_improvement"] == 0.0
+    assert doc["models"]["lightgbm"]["decision"] == "promoted"
+    monkeypatch.setenv("RETRAIN_PROMOTION__MIN_RELATIVE_IMPROVEMENT", "0.5")
+    _, doc = run_flow(pipeline, config=config, models=["lightgbm"], force=True)
+    assert doc["models"]["lightgbm"]["decision"] == "rejected"
+    assert "needs +50.00%" in doc["models"]["lightgbm"]["reason"]
