@@ -49,6 +49,7 @@ class ModelConfig(_Section):
     kind: ModelKind
     params: dict[str, Any] = Field(default_factory=dict)
     seed: int = 42
+    require_approval: bool | None = None  # None: use [promotion] require_approval
 
 
 class TriggersConfig(_Section):
@@ -69,6 +70,25 @@ class DriftConfig(_Section):
 class PromotionConfig(_Section):
     metric: Metric = "roc_auc"
     min_relative_improvement: float = Field(default=0.05, ge=0)
+    # Also require the paired interval of (challenger - champion) to lie above zero.
+    require_significance: bool = True
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    interval_method: Literal["auto", "delong", "bootstrap"] = "auto"
+    bootstrap_samples: int = Field(default=1000, ge=100)
+    # metric -> tolerated relative worsening vs production, e.g. {log_loss = 0.02}.
+    guardrails: dict[Metric, float] = Field(default_factory=dict)
+    require_approval: bool = False
+    approval_timeout_hours: float = Field(default=24.0, gt=0)
+    # Rows of the holdout re-scored after a promotion to check the deployed artifact.
+    smoke_rows: int = Field(default=200, ge=1)
+
+    @field_validator("guardrails")
+    @classmethod
+    def _tolerances(cls, value: dict[str, float]) -> dict[str, float]:
+        for metric, tolerance in value.items():
+            if tolerance < 0:
+                raise ValueError(f"tolerance for {metric} must be >= 0 (a relative worsening)")
+        return value
 
 
 class TrainingConfig(_Section):
@@ -91,7 +111,19 @@ class ScheduleConfig(_Section):
 
 class NotificationsConfig(_Section):
     email_recipients: list[str] = Field(default_factory=list)
+    sender: str = "retrain@localhost"
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_security: Literal["none", "starttls", "ssl"] = "none"
+    smtp_username: str | None = None
+    # The password is never in the file: the name of an environment variable holding it, or
+    # of a Prefect Secret block (resolved by the flows).
+    smtp_password_env: str = "RETRAIN_SMTP_PASSWORD"
+    smtp_password_block: str | None = None
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_url: str | None = None
+    max_attempts: int = Field(default=8, ge=1)
+    retry_backoff_seconds: float = Field(default=30.0, ge=0)
 
 
 class Settings(_Section):

@@ -13,23 +13,29 @@ METRICS = ("roc_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brie
 LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
 
 
+def metric_value(metric: str, y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> float:
+    """One metric for 0/1 labels and positive-class probabilities (labels need both classes)."""
+    proba = np.clip(np.asarray(proba, dtype=np.float64), 1e-15, 1 - 1e-15)
+    if metric == "roc_auc":
+        return float(skm.roc_auc_score(y_true, proba))
+    if metric == "log_loss":
+        return float(skm.log_loss(y_true, proba, labels=[0, 1]))
+    if metric == "brier":
+        return float(np.mean((proba - y_true) ** 2))
+    pred = (proba >= threshold).astype(int)
+    if metric == "accuracy":
+        return float(np.mean(pred == y_true))
+    scorer = {"precision": skm.precision_score, "recall": skm.recall_score, "f1": skm.f1_score}[metric]
+    return float(scorer(y_true, pred, zero_division=0))
+
+
 def compute_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """All metrics for 0/1 labels and positive-class probabilities."""
     y_true = np.asarray(y_true).astype(int)
     if len(np.unique(y_true)) < 2:
         raise DataValidationError(None, "the holdout has only one class; ROC AUC is undefined "
                                   "(use a larger holdout_fraction or window)")
-    proba = np.clip(np.asarray(proba, dtype=np.float64), 1e-15, 1 - 1e-15)
-    pred = (proba >= threshold).astype(int)
-    return {
-        "roc_auc": float(skm.roc_auc_score(y_true, proba)),
-        "accuracy": float(skm.accuracy_score(y_true, pred)),
-        "precision": float(skm.precision_score(y_true, pred, zero_division=0)),
-        "recall": float(skm.recall_score(y_true, pred, zero_division=0)),
-        "f1": float(skm.f1_score(y_true, pred, zero_division=0)),
-        "log_loss": float(skm.log_loss(y_true, proba, labels=[0, 1])),
-        "brier": float(skm.brier_score_loss(y_true, proba)),
-    }
+    return {m: metric_value(m, y_true, proba, threshold) for m in METRICS}
 
 
 def relative_improvement(metric: str, candidate: float, production: float) -> float:

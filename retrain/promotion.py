@@ -5,14 +5,23 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from retrain.config import PromotionConfig
 from retrain.errors import RegistryError
 from retrain.workspace import Workspace
 
 log = logging.getLogger("retrain")
 
 
-def decide(evaluation: dict[str, Any], min_relative_improvement: float) -> tuple[str, str]:
-    """``(decision, reason)`` for one evaluation: bootstrapped, promoted or rejected."""
+def decide(evaluation: dict[str, Any], policy: PromotionConfig,
+           min_relative_improvement: float | None = None) -> tuple[str, str]:
+    """``(decision, reason)`` for one evaluation: bootstrapped, promoted or rejected.
+
+    Promoted only when all hold: the relative improvement reaches the threshold; with
+    ``require_significance``, the paired interval of the difference lies above zero; and no
+    guardrail metric is worse than production beyond its tolerance.
+    """
+    threshold = policy.min_relative_improvement if min_relative_improvement is None \
+        else min_relative_improvement
     metric = evaluation["metric"]
     if evaluation.get("production_version") is None:
         return "bootstrapped", "no production version: the first version becomes production"
@@ -20,20 +29,38 @@ def decide(evaluation: dict[str, Any], min_relative_improvement: float) -> tuple
     cand = evaluation["metrics"]["candidate"][metric]
     prod = evaluation["metrics"]["production"][metric]
     comparison = (f"{metric} {cand:.4f} vs {prod:.4f} in production: {improvement:+.2%} "
-                  f"(needs {min_relative_improvement:+.2%})")
-    if improvement >= min_relative_improvement:
-        return "promoted", comparison
-    return "rejected", comparison
+                  f"(needs {threshold:+.2%})")
+    if improvement < threshold:
+        return "rejected", comparison
+    interval = evaluation.get("interval")
+    if policy.require_significance and interval and interval["lower"] <= 0:
+        return "rejected", (f"{comparison}, but not significant: the {interval['confidence']:.0%} "
+                            f"{interval['method']} interval of the difference "
+                            f"[{interval['lower']:+.4f}, {interval['upper']:+.4f}] does not "
+                            "exclude no improvement")
+    breaches = [f"{m} {g['candidate']:.4f} vs {g['production']:.4f} "
+                f"({g['relative_worsening']:+.1%} worse, tolerance {g['tolerance']:.1%})"
+                for m, g in (evaluation.get("guardrails") or {}).items() if not g["ok"]]
+    if breaches:
+        return "rejected", f"{comparison}, but guardrail breached: {'; '.join(breaches)}"
+    if interval and policy.require_significance:
+        comparison += (f", significant ({interval['confidence']:.0%} interval "
+                       f"[{interval['lower']:+.4f}, {interval['upper']:+.4f}])")
+    return "promoted", comparison
 
 
-def apply_decision(ws: Workspace, evaluation: dict[str, Any], min_relative_improvement: float,
+def apply_decision(ws: Workspace, evaluation: dict[str, Any],
+                   min_relative_improvement: float | None = None,
                    actor: str | None = None) -> dict[str, Any]:
     """Decide and record it in the registry (promotion is one transaction)."""
-    decision, reason = decide(evaluation, min_relative_improvement)
+    decision, reason = decide(evaluation, ws.settings.promotion, min_relative_improvement)
+    if min_relative_improvement is None:
+        min_relative_improvement = ws.settings.promotion.min_relative_improvement
     version_id = evaluation["candidate_version"]
     details = {"metric": evaluation["metric"],
                "relative_improvement": evaluation["relative_improvement"],
-               "threshold": min_relative_improvement, "metrics": evaluation["metrics"]}
+               "threshold": min_relative_improvement, "metrics": evaluation["metrics"],
+               "interval": evaluation.get("interval"), "guardrails": evaluation.get("guardrails")}
     if decision == "rejected":
         ws.registry.reject(version_id, reason=reason, actor=actor, details=details)
     else:

@@ -392,6 +392,8 @@ def test_env_overrides_reach_the_run(one_model, monkeypatch):
     So the threshold alone decides, and it must come from the environment."""
     force = ("--config", one_model, "run", "--json", "--local", "--model", "lightgbm", "--force")
     monkeypatch.setenv("MODEL_IMPROVEMENT_THRESHOLD", "0")  # the seed's name
+    # An identical model is never significantly better: let the threshold alone decide.
+    monkeypatch.setenv("RETRAIN_PROMOTION__REQUIRE_SIGNIFICANCE", "false")
     monkeypatch.setenv("RETRAIN_TRIGGERS__CHECK_PERFORMANCE", "true")
     doc = call_json(*force)
     entry = doc["models"]["lightgbm"]

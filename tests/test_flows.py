@@ -309,6 +309,7 @@ def test_a_long_lived_process_sees_changed_overrides(pipeline, make_workspace, m
     config = str(ws.settings.base_dir / "retrain.toml")
     run_pipeline(ws, ["lightgbm"])
     monkeypatch.setenv("RETRAIN_PROMOTION__MIN_RELATIVE_IMPROVEMENT", "0")
+    monkeypatch.setenv("RETRAIN_PROMOTION__REQUIRE_SIGNIFICANCE", "false")
     _, doc = run_flow(pipeline, config=config, models=["lightgbm"], force=True)
     assert doc["forced"] is True
     assert doc["models"]["lightgbm"]["relative_improvement"] == 0.0

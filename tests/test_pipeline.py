@@ -75,10 +75,15 @@ def test_forced_retrain_on_the_same_data_is_rejected(workspace):
     assert actions(workspace, "lightgbm")[-1] == "rejected"
 
 
-def test_threshold_zero_promotes_an_equal_model(make_workspace):
+def test_threshold_zero_promotes_an_equal_model_only_without_significance(make_workspace):
     ws = make_workspace()
     run_pipeline(ws, models=["lightgbm"])
     ws.settings.promotion.min_relative_improvement = 0.0
+    doc = run_pipeline(ws, force=True, models=["lightgbm"])
+    m = doc["models"]["lightgbm"]
+    # An identical model: the interval of the difference is [0, 0], not above zero.
+    assert m["decision"] == "rejected" and "not significant" in m["reason"]
+    ws.settings.promotion.require_significance = False
     doc = run_pipeline(ws, force=True, models=["lightgbm"])
     assert doc["models"]["lightgbm"]["decision"] == "promoted"
 
