@@ -1,116 +1,104 @@
 """The retraining pipeline as Prefect flows: thin wrappers around ``retrain.pipeline`` steps.
 
     retraining-pipeline
-      check-drift -> check-data-volume -> (check-performance)
+      (flush-notifications) -> check-drift -> check-data-volume -> (check-performance)
       -> skip-retrain | load-new-data -> retrain-models -> evaluate-models -> deploy-models
       -> send-notifications
 
-Each step is a subflow, so the dashboard shows the run nested under its parent.
+Each step is a subflow, so the dashboard shows the run nested under its parent. The parent
+run is named after its models and reason and tagged ``model:<name>`` and ``reason:<reason>``.
 """
 
 from __future__ import annotations
 
-import os
-from functools import lru_cache
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger, tags, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.events import emit_event
+from prefect.context import FlowRunContext
+from prefect.runtime import flow_run as current_run
 
+from flows import dashboard
+from flows.common import emit, run_tags, step_settings, tag_current_run, workspace
 from retrain import pipeline as steps
-from retrain.config import find_config_path
-from retrain.evaluation import evaluation_markdown
-from retrain.report import run_summary_markdown
+from retrain.drift_check import drift_event
 from retrain.training import TrainingData, load_training_data
-from retrain.workspace import Workspace
-
-
-_SEED_SETTING_NAMES = ("DRIFT_THRESHOLD", "PSI_THRESHOLD", "MODEL_IMPROVEMENT_THRESHOLD",
-                       "RETRAINING_SCHEDULE", "PERFORMANCE_ALERT_EMAIL")
-
-
-def _workspace(config: str | None) -> Workspace:
-    """The workspace of ``config`` (default: RETRAIN_CONFIG or ./retrain.toml).
-
-    Opened once per run and reused by its subflows; a changed file or environment override
-    (a long-lived process that serves many runs) opens it afresh.
-    """
-    path = find_config_path(config)
-    overrides = tuple(sorted((k, v) for k, v in os.environ.items()
-                             if (k.startswith("RETRAIN_") and "__" in k) or k in _SEED_SETTING_NAMES))
-    return _open_workspace(str(path), path.stat().st_mtime_ns, overrides)
-
-
-@lru_cache(maxsize=8)
-def _open_workspace(config_path: str, mtime_ns: int = 0,
-                    overrides: tuple[tuple[str, str], ...] = ()) -> Workspace:
-    return Workspace.open(config_path)
-
-
-def _resource(model: str) -> dict[str, str]:
-    return {"prefect.resource.id": f"retrain.model.{model}", "prefect.resource.name": model}
-
-
-def _emit(event: str, model: str, payload: dict[str, Any]) -> None:
-    emit_event(event=event, resource=_resource(model), payload=payload)
 
 
 @flow(name="check-drift", log_prints=True)
-def check_drift(models: list[str] | None = None, config: str | None = None) -> dict[str, dict]:
-    """KS and PSI (Evidently) between each production model's training data and newer rows."""
-    ws = _workspace(config)
+def check_drift(models: list[str] | None = None, config: str | None = None,
+                announce: bool = True) -> dict[str, dict]:
+    """KS and PSI (Evidently) between each production model's training data and newer rows.
+
+    Emits ``retrain.drift.detected`` for each drifted model when ``announce`` (automations
+    turn it into a retraining run), else ``retrain.drift.checked``; the payload has the
+    numbers either way. The pipeline passes ``announce=False``: it acts on the drift itself,
+    and a ``detected`` event would start a second run.
+    """
+    ws = workspace(config)
     results = steps.drift_step(ws, ws.model_names(models))
     for name, result in results.items():
-        payload = {k: result[k] for k in ("detected", "drifted_features", "share")}
-        payload["thresholds"] = result.get("thresholds")
-        _emit("retrain.drift.checked", name, payload)
-        if result["detected"]:
-            _emit("retrain.drift.detected", name, payload)
+        event, payload = drift_event(result)
+        emit(event if announce else "retrain.drift.checked", name, payload)
     return results
 
 
 @flow(name="check-data-volume")
-def check_data_volume(models: list[str] | None = None, config: str | None = None) -> dict[str, dict]:
-    """New labeled rows since each production model's training window vs the threshold."""
-    ws = _workspace(config)
+def check_data_volume(models: list[str] | None = None, config: str | None = None,
+                      announce: bool = True) -> dict[str, dict]:
+    """New labeled rows since each production model's training window vs the threshold;
+    ``retrain.volume.threshold-met`` when reached and ``announce`` (as for drift)."""
+    ws = workspace(config)
     results = steps.volume_step(ws, ws.model_names(models))
     for name, result in results.items():
-        if result["met"]:
-            _emit("retrain.volume.threshold-met", name, result)
+        if announce and result["met"]:
+            emit("retrain.volume.threshold-met", name, result)
     return results
 
 
 @flow(name="check-performance")
 def check_performance(models: list[str] | None = None, config: str | None = None) -> dict[str, dict]:
     """The production model's primary metric on newly labeled rows vs at promotion."""
-    ws = _workspace(config)
+    ws = workspace(config)
     return steps.performance_step(ws, ws.model_names(models))
 
 
 @task(name="skip-retrain")
 def skip_retrain(triggers: dict, models: list[str], config: str | None = None) -> None:
-    for name, reason in steps.skip_step(_workspace(config), models, triggers).items():
-        _emit("retrain.pipeline.skipped", name, {"reason": reason,
-                                                 "new_rows": triggers["volume"]["models"][name]["new_rows"],
-                                                 "drift_share": triggers["drift"]["models"][name]["share"]})
+    """Record why each model is not retrained; ``retrain.pipeline.skipped`` with the numbers."""
+    for name, reason in steps.skip_step(workspace(config), models, triggers).items():
+        drift = triggers["drift"]["models"][name]
+        volume = triggers["volume"]["models"][name]
+        emit("retrain.pipeline.skipped", name, {
+            "model": name, "reason": reason,
+            "new_rows": volume["new_rows"], "volume_threshold": volume["threshold"],
+            "drift_detected": drift["detected"], "drift_share": drift["share"],
+            "drift_share_threshold": (drift.get("thresholds") or {}).get("drift_share"),
+            "drifted_features": drift["drifted_features"]})
+
+
+@task(name="flush-notifications", retries=2, retry_delay_seconds=5)
+def flush_notifications(config: str | None = None) -> dict[str, int]:
+    """Deliver notifications still pending from earlier runs (a mail server that was down)."""
+    return steps.flush_notifications_step(workspace(config))
 
 
 @task(name="load-new-data")
 def load_new_data(config: str | None = None) -> TrainingData:
     """The validated training window, split by time into train and holdout."""
-    return load_training_data(_workspace(config))
+    return load_training_data(workspace(config))
 
 
 @flow(name="retrain-models", validate_parameters=False)
 def retrain_models(models: list[str], data: TrainingData, reason: str,
                    config: str | None = None) -> dict[str, dict]:
     """Train and register one candidate per model."""
-    ws = _workspace(config)
+    ws = workspace(config)
     trained = steps.retrain_step(ws, models, data, reason)
     for name, result in trained.items():
         if result["candidate_version"]:
-            _emit("retrain.model.registered", name, result)
+            emit("retrain.model.registered", name, {**result, "model": name, "reason": reason,
+                                                    "data": data.summary()})
     return trained
 
 
@@ -118,41 +106,42 @@ def retrain_models(models: list[str], data: TrainingData, reason: str,
 def evaluate_models(trained: dict[str, dict], data: TrainingData,
                     config: str | None = None) -> dict[str, dict]:
     """Compare each candidate with production on the same holdout."""
-    ws = _workspace(config)
-    evaluations = steps.evaluate_step(ws, trained, data)
-    if evaluations:
-        create_markdown_artifact(key="model-evaluation", markdown=evaluation_markdown(evaluations),
-                                 description="Candidate vs production on the same holdout")
-    return evaluations
+    return steps.evaluate_step(workspace(config), trained, data)
 
 
 @flow(name="deploy-models")
 def deploy_models(evaluations: dict[str, dict], config: str | None = None) -> dict[str, dict]:
     """Promote candidates that are enough better than production; reject the others."""
-    ws = _workspace(config)
+    ws = workspace(config)
     decisions = steps.deploy_step(ws, evaluations)
-    for name, d in decisions.items():
-        event = "retrain.model.rejected" if d["decision"] == "rejected" else "retrain.model.promoted"
-        _emit(event, name, {**d, "metrics": evaluations[name]["metrics"],
-                            "metric": evaluations[name]["metric"]})
+    threshold = ws.settings.promotion.min_relative_improvement
+    for name, decision in decisions.items():
+        if decision["decision"] == "failed":  # nothing changed; the run document says why
+            continue
+        event = "retrain.model.rejected" if decision["decision"] == "rejected" else "retrain.model.promoted"
+        emit(event, name, {**decision, "metric": evaluations[name]["metric"],
+                           "metrics": evaluations[name]["metrics"], "threshold": threshold})
     return decisions
 
 
 @flow(name="send-notifications")
-def send_notifications(document: dict[str, Any]) -> str:
-    """Publish the run summary (log and dashboard artifact)."""
-    text = steps.notify_step(document)
-    create_markdown_artifact(key="retraining-summary", markdown=run_summary_markdown(document),
-                             description="What the retraining run found and decided")
-    rows = [{"model": n, "decision": m["decision"], "candidate": m["candidate_version"],
-             "production_before": m["production_version_before"],
-             "relative_improvement": m["relative_improvement"]} for n, m in document["models"].items()]
-    create_table_artifact(key="retraining-decisions", table=rows,
-                          description="Decision per model")
+def send_notifications(document: dict[str, Any], config: str | None = None,
+                       pipeline_run_id: UUID | None = None) -> str:
+    """The drift alert and the run summary (mail, webhook, log), the report files and the
+    dashboard artifacts."""
+    ws = workspace(config)
+    text = steps.notify_step(document, ws)
+    dashboard.publish_run(ws, document, pipeline_run_id)
     return text
 
 
-@flow(name="retraining-pipeline", log_prints=True)
+def _run_name() -> str:
+    parameters = current_run.parameters
+    models = parameters.get("models") or ["all models"]
+    return f"{', '.join(models)} ({parameters.get('reason', 'manual')})"
+
+
+@flow(name="retraining-pipeline", log_prints=True, flow_run_name=_run_name)
 def retraining_pipeline(models: list[str] | None = None, force: bool = False,
                         reason: str = "manual", config: str | None = None,
                         check_performance_trigger: bool | None = None) -> dict[str, Any]:
@@ -160,14 +149,16 @@ def retraining_pipeline(models: list[str] | None = None, force: bool = False,
     logger = get_run_logger()
     if reason not in steps.REASONS:
         raise ValueError(f"reason must be one of {', '.join(steps.REASONS)}, got {reason!r}")
-    ws = _workspace(config)
+    ws = workspace(config)
     names = ws.model_names(models)
     started = steps._now()
-    with tags(*[f"model:{n}" for n in names], f"reason:{reason}"):
+    tag_current_run(run_tags(names, reason))
+    with tags(*run_tags(names, reason)), step_settings():
         before = {n: (v.version_id if (v := ws.registry.production_version(n)) else None)
                   for n in names}
-        drift = check_drift(names, config)
-        volume = check_data_volume(names, config)
+        flush_notifications(config)
+        drift = check_drift(names, config, announce=False)
+        volume = check_data_volume(names, config, announce=False)
         if check_performance_trigger is None:
             check_performance_trigger = ws.settings.triggers.check_performance
         performance = check_performance(names, config) if check_performance_trigger else None
@@ -188,7 +179,8 @@ def retraining_pipeline(models: list[str] | None = None, force: bool = False,
             ws, reason=reason, forced=force, models=names, triggers=triggers, plan=plan,
             production_before=before, trained=trained, evaluations=evaluations,
             decisions=decisions, data_summary=data_summary, started_at=started)
-        send_notifications(document)
+        context = FlowRunContext.get()
+        send_notifications(document, config, context.flow_run.id if context else None)
     return document
 
 

@@ -7,6 +7,7 @@ Prefect flows.
 from retrain.config import Settings, load_config
 from retrain.errors import (ArtifactIntegrityError, ConfigError, DataValidationError,
                             RegistryError, RetrainError)
+from retrain.notify import NotificationService
 from retrain.pipeline import AutomatedRetrainingPipeline
 from retrain.promotion import ModelPromoter
 from retrain.registry import Registry
@@ -14,7 +15,7 @@ from retrain.triggers import RetrainingTriggers
 from retrain.workspace import Workspace
 
 __all__ = [
-    "AutomatedRetrainingPipeline", "RetrainingTriggers", "ModelPromoter", "Registry",
+    "AutomatedRetrainingPipeline", "RetrainingTriggers", "ModelPromoter", "NotificationService", "Registry",
     "Workspace", "Settings", "load_config", "RetrainError", "ConfigError",
     "DataValidationError", "RegistryError", "ArtifactIntegrityError",
 ]

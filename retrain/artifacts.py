@@ -2,7 +2,9 @@
 
 Formats never run code on load: LightGBM's own text model format, scikit-learn estimators
 through skops with an allow-list of expected types (anything else is refused), and the
-preprocessing as JSON.
+preprocessing as JSON. A version's reference profile for drift checks
+(``reference_profile.npz``, see ``retrain.profile``) travels in the same zip, so the registry's
+sha256 covers it too; older artifacts simply lack it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from retrain.failpoints import failpoint
 from retrain.modeling import Preprocessing, TrainedModel
 
 FORMAT = "retrain-model/1"
+PROFILE_ENTRY = "reference_profile.npz"
 
 # Types our estimators need beyond skops' own default-trusted set (scikit-learn estimators,
 # primitives). Exact names, never module prefixes: skops *calls* the named object when it
@@ -63,12 +66,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def serialize(model: TrainedModel) -> bytes:
+def serialize(model: TrainedModel, profile: bytes | None = None) -> bytes:
     manifest = {"format": FORMAT, "kind": model.kind, "params": model.params,
                 "classes": model.classes, "preprocessing": model.preprocessing.as_dict()}
+    if profile is not None:
+        manifest["reference_profile"] = PROFILE_ENTRY
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("manifest.json", json.dumps(manifest, sort_keys=True, default=str))
+        if profile is not None:
+            zf.writestr(PROFILE_ENTRY, profile)
         if model.kind == "lightgbm":
             zf.writestr("model.lgb.txt", model.estimator.model_to_string())
         else:
@@ -88,15 +95,14 @@ def _refused_types(skops_blob: bytes) -> list[str]:
     return [t for t in sio.get_untrusted_types(data=skops_blob) if t not in SKOPS_ALLOWED_TYPES]
 
 
-def save_model(model: TrainedModel, path: Path) -> str:
-    """Write the artifact atomically; return its sha256."""
-    data = serialize(model)
+def save_model(model: TrainedModel, path: Path, profile: bytes | None = None) -> str:
+    """Write the artifact (with the reference profile, if any) atomically; return its sha256."""
+    data = serialize(model, profile)
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
 
 
-def load_model(path: Path, expected_sha256: str) -> TrainedModel:
-    """Load an artifact after checking its sha256; a mismatch is an error, never a silent load."""
+def _verified_bytes(path: Path, expected_sha256: str) -> bytes:
     path = Path(path)
     if not path.is_file():
         raise ArtifactIntegrityError(f"model artifact {path} is missing")
@@ -106,6 +112,25 @@ def load_model(path: Path, expected_sha256: str) -> TrainedModel:
         raise ArtifactIntegrityError(
             f"model artifact {path} has sha256 {actual[:12]}..., the registry recorded "
             f"{expected_sha256[:12]}...: refusing to load a changed or corrupt file")
+    return data
+
+
+def load_profile_bytes(path: Path, expected_sha256: str) -> bytes | None:
+    """The reference profile stored in an artifact (sha256 checked), or None if it has none."""
+    data = _verified_bytes(path, expected_sha256)
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            if PROFILE_ENTRY not in zf.namelist():
+                return None
+            return zf.read(PROFILE_ENTRY)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise ArtifactIntegrityError(f"{path}: not a readable model artifact: {exc!r}") from None
+
+
+def load_model(path: Path, expected_sha256: str) -> TrainedModel:
+    """Load an artifact after checking its sha256; a mismatch is an error, never a silent load."""
+    path = Path(path)
+    data = _verified_bytes(path, expected_sha256)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             manifest = json.loads(zf.read("manifest.json"))

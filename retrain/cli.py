@@ -251,31 +251,110 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    from retrain.promotion import rollback_model
     from retrain.workspace import Workspace
     ws = Workspace.open(args.config)
     ws.model_names([args.model])
-    version = ws.registry.rollback(args.model, to=args.to, reason=args.reason or "")
-    print(f"{version.version_id} is production again for {args.model}")
+    result = rollback_model(ws, args.model, to=args.to, reason=args.reason or "")
+    print(f"{result['production_version']} is production again for {args.model} "
+          f"(was {result['rolled_back_from'] or 'none'})")
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    """Answer a promotion waiting for approval in a paused Prefect flow run."""
+    from retrain.registry.registry import default_actor
+    _prefect_env()
+    approval = importlib.import_module("flows.approval")
+    approve = args.command == "approve"
+    comment = (args.comment if approve else args.reason) or ""
+    resumed = approval.answer(args.run_id, approve, args.actor or default_actor(), comment)
+    print(f"{'approved' if approve else 'rejected'}: flow run {resumed} resumes")
+    return 0
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    from retrain.notify import NotificationService
+    from retrain.report import text_table
+    from retrain.workspace import Workspace
+    service = NotificationService(workspace=Workspace.open(args.config))
+    if args.retry_failed:
+        log.info("%d failed notification(s) queued again", service.outbox.retry_failed())
+    counts = service.flush(now=True) if (args.flush or args.retry_failed) else None
+    rows = service.outbox.messages(status=args.status, limit=args.limit)
+    if args.json:
+        _print_json({"delivered": counts, "notifications": [
+            {"id": m.id, "kind": m.kind, "channel": m.channel, "model": m.model_name,
+             "subject": m.subject, "status": m.status, "attempts": m.attempts,
+             "last_error": m.last_error, "created_at": m.created_at, "sent_at": m.sent_at}
+            for m in rows]})
+        return 0
+    if counts is not None:
+        print(f"delivered {counts['sent']}, still pending {counts['retry'] + counts['skipped']}, "
+              f"failed {counts['failed']}")
+    print(text_table(["id", "created (UTC)", "kind", "channel", "status", "attempts", "subject", "last error"],
+                     [[m.id, f"{m.created_at:%Y-%m-%d %H:%M:%S}", m.kind, m.channel, m.status,
+                       m.attempts, m.subject[:60], (m.last_error or "")[:50]] for m in rows]))
     return 0
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
+    """Exit status 0: no drift; 1: drift in at least one model; 2: an error."""
+    from retrain.drift_check import check_drift
     from retrain.report import text_table
-    from retrain.triggers import check_drift
     from retrain.workspace import Workspace
     ws = Workspace.open(args.config)
-    results = {n: check_drift(ws, n).as_dict() for n in ws.model_names(args.model)}
+    names = ws.model_names(args.model)
+    checks, shared = {}, {}
+    for name in names:
+        # An explicit --html writes the report whatever [drift] save_reports says.
+        checks[name] = check_drift(ws, name, cache=shared,
+                                   save_reports=True if args.html else None)
+    if args.html:
+        _copy_html_reports(args.html, checks)
+    results = {n: c.as_dict() for n, c in checks.items()}
+    detected = any(r["detected"] for r in results.values())
     if args.json:
-        _print_json({"models": results})
-        return 0
+        _print_json({"detected": detected, "models": results})
+        return 1 if detected else 0
     for name, r in results.items():
+        rule = r.get("decision") or ""
         print(f"{name}: {'DRIFT DETECTED' if r['detected'] else 'no drift'} "
-              f"(share {r['share']:.2f}){' - ' + r['note'] if r['note'] else ''}")
-        if r.get("features"):
-            print(text_table(["feature", "kind", "PSI", "KS p-value", "drifted"],
-                             [[f["feature"], f["kind"], f["psi"], f["ks_pvalue"] if f["ks_pvalue"] is not None else "-",
-                               "yes" if f["drifted"] else "no"] for f in r["features"]]))
-    return 0
+              f"({len(r['drifted_features'])} drifted features, share {r['share']:.2f}"
+              f"{', rule ' + rule if rule else ''})"
+              f"{' - ' + r['note'] if r['note'] else ''}")
+        rows = [[t["feature"], t["method"], f"{t['value']:.4g}", f"{t['threshold']:.4g}",
+                 "yes" if t["drifted"] else "no"] for t in r.get("table", [])]
+        for part in ("label_drift", "prediction_drift"):
+            info = r.get(part) or {}
+            rows += [[f"[{part.split('_')[0]}] {t['feature']}", t["method"], f"{t['value']:.4g}",
+                      f"{t['threshold']:.4g}", "yes" if t["drifted"] else "no"]
+                     for t in info.get("table", [])]
+        if rows:
+            print(text_table(["feature", "method", "value", "threshold", "drifted"], rows))
+        for part in ("label_drift", "prediction_drift"):
+            info = r.get(part) or {}
+            if info.get("note"):
+                print(f"  {part.replace('_', ' ')}: {info['note']}")
+        if r.get("report") and r["report"].get("html"):
+            print(f"  report: {r['report']['html']}")
+    return 1 if detected else 0
+
+
+def _copy_html_reports(target: str, checks: dict) -> None:
+    """``--html PATH``: the report itself for one model; for several, PATH is a folder that
+    gets ``<model>.html`` each."""
+    with_html = {n: c.reports.html for n, c in checks.items() if c.reports and c.reports.html}
+    if not with_html:
+        return
+    path = Path(target)
+    if len(checks) == 1 and path.suffix.lower() in (".html", ".htm"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(next(iter(with_html.values())), path)
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    for name, html in with_html.items():
+        shutil.copyfile(html, path / f"{name}.html")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -335,9 +414,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason")
     p.set_defaults(func=cmd_rollback)
 
-    p = sub.add_parser("drift", parents=[workspace_options], help="check drift of each production model's data")
-    p.add_argument("--model", action="append")
+    p = sub.add_parser("approve", help="approve a promotion waiting in a paused flow run")
+    p.add_argument("run_id", help="the paused flow run (or its pipeline run) id")
+    p.add_argument("--comment")
+    p.add_argument("--actor", help="who approves (default: RETRAIN_ACTOR or the OS user)")
+    p.set_defaults(func=cmd_approve)
+
+    p = sub.add_parser("reject", help="reject a promotion waiting in a paused flow run")
+    p.add_argument("run_id", help="the paused flow run (or its pipeline run) id")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--actor", help="who rejects (default: RETRAIN_ACTOR or the OS user)")
+    p.set_defaults(func=cmd_approve)
+
+    p = sub.add_parser("notify", parents=[workspace_options],
+                       help="the notification outbox: list, deliver pending, retry failed")
+    p.add_argument("--flush", action="store_true", help="deliver every pending notification now")
+    p.add_argument("--retry-failed", action="store_true", help="queue failed notifications again and deliver")
+    p.add_argument("--status", choices=["pending", "sent", "failed"], help="only list these")
+    p.add_argument("--limit", type=int, default=30)
     p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_notify)
+
+    p = sub.add_parser("drift", parents=[workspace_options],
+                       help="check drift of each production model's data (exit 1 on drift)")
+    p.add_argument("--model", action="append", help="model name (repeatable; default: all)")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON document")
+    p.add_argument("--html", metavar="PATH",
+                   help="also write Evidently's HTML report to PATH (a folder for several models)")
     p.set_defaults(func=cmd_drift)
     return parser
 

@@ -56,15 +56,34 @@ class TriggersConfig(_Section):
     volume_threshold: int = Field(default=1000, ge=1)
     check_performance: bool = False
     performance_max_relative_drop: float = Field(default=0.05, gt=0, lt=1)
+    # The drop must also be real: the bootstrap interval of the relative drop (at this
+    # confidence, over this many resamples) has to lie above zero.
+    performance_confidence: float = Field(default=0.95, gt=0, lt=1)
+    performance_bootstrap: int = Field(default=1000, ge=100)
 
 
 class DriftConfig(_Section):
+    # ks and psi give Evidently's numbers; psi_quantile (reference deciles) and
+    # chi2_homogeneity are ours; any other name runs Evidently's test of that name.
+    methods: list[str] = Field(default_factory=lambda: ["ks", "psi"])
+    # share: Evidently's rule (drifted share >= drift_share); bh: Benjamini-Hochberg over the
+    # per-feature p-values at alpha; bonferroni: each p-value against alpha / m.
+    decision: Literal["share", "bh", "bonferroni"] = "bh"
+    alpha: float = Field(default=0.05, gt=0, lt=1)
     ks_pvalue_threshold: float = Field(default=0.05, gt=0, lt=1)
     psi_threshold: float = Field(default=0.2, gt=0)
+    thresholds: dict[str, float] = Field(default_factory=dict)  # other methods' thresholds
     drift_share: float = Field(default=0.5, gt=0, le=1)
-    # A feature drifts when "any" of its tests says so, or only when "both" agree.
+    # Under "share": a feature drifts when "any" of its tests says so, or only when "both" agree.
     feature_rule: Literal["any", "both", "ks", "psi"] = "any"
     max_rows: int = Field(default=200_000, ge=100)
+    # Label drift (target on newly labeled rows) and prediction drift (the production model's
+    # predictions) are always reported; they trigger retraining only when listed here.
+    trigger_on: list[Literal["features", "label", "prediction"]] = Field(
+        default_factory=lambda: ["features"])
+    save_reports: bool = True  # an Evidently HTML report and JSON snapshot per check
+    report_rows: int = Field(default=5000, ge=100)  # rows per side in that report
+    reports_dir: str = ".retrain/reports"
 
 
 class PromotionConfig(_Section):

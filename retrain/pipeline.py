@@ -15,7 +15,8 @@ from typing import Any
 
 from retrain.errors import RegistryError, RetrainError
 from retrain.evaluation import evaluate_candidate
-from retrain.promotion import apply_decision
+from retrain.notify import NotificationService
+from retrain.promotion import Approver, apply_decision
 from retrain.registry import ModelVersion
 from retrain.training import TrainingData, check_production_compatible, load_training_data, train_candidate
 from retrain.triggers import check_drift, check_performance, check_volume
@@ -130,13 +131,17 @@ def evaluate_step(ws: Workspace, candidates: dict[str, dict[str, Any]],
 
 
 def deploy_step(ws: Workspace, evaluations: dict[str, dict[str, Any]],
-                min_relative_improvement: float | None = None) -> dict[str, dict[str, Any]]:
+                min_relative_improvement: float | None = None,
+                approver: Approver | None = None,
+                notifier: NotificationService | None = None) -> dict[str, dict[str, Any]]:
+    """Decide each candidate: approval if required, notice, switch, smoke check, notice."""
     threshold = (ws.settings.promotion.min_relative_improvement
                  if min_relative_improvement is None else min_relative_improvement)
+    notifier = notifier or NotificationService(workspace=ws)
     decisions = {}
     for name, ev in evaluations.items():
         try:
-            decisions[name] = apply_decision(ws, ev, threshold)
+            decisions[name] = apply_decision(ws, ev, threshold, notifier=notifier, approver=approver)
         except RegistryError as exc:  # e.g. production changed since the evaluation
             log.error("decision for %s failed: %s", ev["candidate_version"], exc)
             decisions[name] = {"model": name, "version_id": ev["candidate_version"],
@@ -185,11 +190,30 @@ def run_document(ws: Workspace, *, reason: str, forced: bool, models: list[str],
     }
 
 
-def notify_step(document: dict[str, Any]) -> str:
-    """Log the run summary (email and webhook delivery come with the notifications module)."""
+def flush_notifications_step(ws: Workspace) -> dict[str, int]:
+    """Deliver notifications still pending from earlier runs (a mail server that was down)."""
+    counts = NotificationService(workspace=ws).flush()
+    if counts["sent"] or counts["retry"] or counts["failed"]:
+        log.info("outbox: %d delivered, %d to retry, %d failed", counts["sent"], counts["retry"],
+                 counts["failed"])
+    return counts
+
+
+def notify_step(document: dict[str, Any], ws: Workspace | None = None,
+                notifier: NotificationService | None = None) -> str:
+    """Send the drift alert (when drift was found) and the retraining summary; return the
+    summary text. Without a workspace the summary is only logged."""
     from retrain.report import run_summary_text
     text = run_summary_text(document)
     log.info("retraining summary\n%s", text)
+    if ws is None and notifier is None:
+        return text
+    notifier = notifier or NotificationService(workspace=ws)
+    triggers = document["triggers"]
+    if triggers["drift"]["detected"]:
+        notifier.send_drift_alert(triggers["drift"]["models"])
+    notifier.send_retraining_summary(triggers["drift"]["detected"], triggers["volume"]["met"],
+                                     {"models": document["models"]}, summary_text=text)
     return text
 
 
@@ -202,6 +226,7 @@ def run_pipeline(ws: Workspace, models: list[str] | None = None, *, force: bool 
         check_performance = ws.settings.triggers.check_performance
     production_before = {n: (v.version_id if (v := ws.registry.production_version(n)) else None)
                          for n in names}
+    flush_notifications_step(ws)
     log.info("[1/6] checking drift for %s", ", ".join(names))
     drift = drift_step(ws, names)
     log.info("[2/6] checking data volume")
@@ -229,7 +254,7 @@ def run_pipeline(ws: Workspace, models: list[str] | None = None, *, force: bool 
                             plan=plan, production_before=production_before, trained=trained,
                             evaluations=evaluations, decisions=decisions,
                             data_summary=data_summary, started_at=started)
-    notify_step(document)
+    notify_step(document, ws)
     return document
 
 

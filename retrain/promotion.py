@@ -1,13 +1,23 @@
-"""Promotion decisions: promote a candidate only when it is enough better than production."""
+"""Promotion: promote a candidate only when it is enough better than production, with
+approval when required, a notice before the change, a smoke check after it, and rollback."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import polars as pl
 
 from retrain.config import PromotionConfig
-from retrain.errors import RegistryError
+from retrain.errors import RegistryError, RetrainError
 from retrain.workspace import Workspace
+
+if TYPE_CHECKING:
+    from retrain.notify import NotificationService
 
 log = logging.getLogger("retrain")
 
@@ -49,45 +59,166 @@ def decide(evaluation: dict[str, Any], policy: PromotionConfig,
     return "promoted", comparison
 
 
+@dataclass
+class Approval:
+    """A person's answer to a pending promotion."""
+
+    approved: bool
+    actor: str
+    comment: str = ""
+
+
+# Asked before a promotion when approval is required: gets the evaluation and the reason for
+# promoting, returns the person's answer (the Prefect flow pauses for it).
+Approver = Callable[[dict[str, Any], str], Approval]
+
+
+def requires_approval(ws: Workspace, model_name: str) -> bool:
+    own = ws.settings.models[model_name].require_approval if model_name in ws.settings.models else None
+    return ws.settings.promotion.require_approval if own is None else own
+
+
+def smoke_check(ws: Workspace, version_id: str, smoke: dict[str, Any] | None) -> str | None:
+    """Load the deployed artifact (sha256 verified), score the smoke sample recorded at
+    evaluation and compare; ``None`` when it predicts exactly as evaluated, else the problem."""
+    if not smoke:
+        return None
+    registry = ws.registry
+    try:
+        model = registry.load(registry.get_version(version_id))
+        path = registry.artifacts_dir / smoke["path"]
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != smoke["sha256"]:
+            return f"smoke sample {path} was changed since the evaluation"
+        sample = pl.read_parquet(io.BytesIO(data))
+        expected = sample.get_column("expected_probability").to_numpy()
+        actual = model.predict_proba(sample.drop("expected_probability"))
+    except (RetrainError, OSError) as exc:
+        return f"the deployed artifact cannot be used: {exc}"
+    if not np.array_equal(actual, expected):
+        worst = float(np.max(np.abs(actual - expected)))
+        return (f"the deployed artifact predicts differently from the evaluated model on "
+                f"{int(np.sum(actual != expected))} of {len(expected)} smoke rows "
+                f"(largest difference {worst:.3g})")
+    return None
+
+
 def apply_decision(ws: Workspace, evaluation: dict[str, Any],
-                   min_relative_improvement: float | None = None,
-                   actor: str | None = None) -> dict[str, Any]:
-    """Decide and record it in the registry (promotion is one transaction)."""
+                   min_relative_improvement: float | None = None, actor: str | None = None,
+                   notifier: "NotificationService | None" = None,
+                   approver: Approver | None = None) -> dict[str, Any]:
+    """Decide, ask for approval when required, announce, switch, verify, announce.
+
+    The order matters: the "pending promotion" notice is delivered before the production
+    pointer moves; after the switch a smoke check re-scores the deployed artifact and rolls
+    back (or withdraws a first version) on any difference.
+    """
+    from retrain.notify import NotificationService
+
+    notifier = notifier or NotificationService(workspace=ws)
     decision, reason = decide(evaluation, ws.settings.promotion, min_relative_improvement)
     if min_relative_improvement is None:
         min_relative_improvement = ws.settings.promotion.min_relative_improvement
+    model = evaluation["model"]
     version_id = evaluation["candidate_version"]
+    previous = evaluation.get("production_version")
+    metrics = evaluation["metrics"]
     details = {"metric": evaluation["metric"],
                "relative_improvement": evaluation["relative_improvement"],
-               "threshold": min_relative_improvement, "metrics": evaluation["metrics"],
+               "threshold": min_relative_improvement, "metrics": metrics,
                "interval": evaluation.get("interval"), "guardrails": evaluation.get("guardrails")}
+    result = {"model": model, "version_id": version_id, "decision": decision, "reason": reason,
+              "production_version_before": previous,
+              "relative_improvement": evaluation["relative_improvement"]}
+
+    if decision != "rejected" and requires_approval(ws, model):
+        if approver is None:
+            ws.registry.record(model, "awaiting-approval", version_id=version_id, reason=reason,
+                               details=details, actor=actor)
+            log.info("%s awaits approval: %s", version_id, reason)
+            return {**result, "decision": "awaiting-approval",
+                    "reason": f"{reason}; approval required (promote by hand with "
+                              f"`retrain promote {version_id}`)"}
+        answer = approver(evaluation, reason)
+        ws.registry.record(model, "approved" if answer.approved else "approval-rejected",
+                           version_id=version_id, actor=answer.actor,
+                           reason=answer.comment or ("approved" if answer.approved else "rejected"),
+                           details={"decision_reason": reason})
+        if not answer.approved:
+            decision = "rejected"
+            reason = f"{reason}; rejected by {answer.actor}" + (f": {answer.comment}" if answer.comment else "")
+            result.update(decision=decision, reason=reason)
+        else:
+            actor = answer.actor
+            result["approved_by"] = answer.actor
+
     if decision == "rejected":
         ws.registry.reject(version_id, reason=reason, actor=actor, details=details)
-    else:
-        # Only switch if production is still the version this candidate was compared with.
-        ws.registry.promote(version_id, reason=reason, actor=actor, details=details,
-                            expected_production=evaluation.get("production_version"))
+        notifier.send_rejection(model, version_id, reason, metrics["candidate"], metrics["production"])
+        log.info("rejected %s: %s", version_id, reason)
+        return result
+
+    # Notice before change: delivered (or, if a channel is down, queued first) before the switch.
+    notice = notifier.send_pending_promotion(model, version_id, previous, reason,
+                                             metrics["candidate"], metrics["production"])
+    result["notice_delivered"] = notifier.delivered(notice)
+    # Only switch if production is still the version this candidate was compared with.
+    ws.registry.promote(version_id, reason=reason, actor=actor, details=details,
+                        expected_production=previous)
     log.info("%s %s: %s", decision, version_id, reason)
-    return {"model": evaluation["model"], "version_id": version_id, "decision": decision,
-            "reason": reason, "production_version_before": evaluation.get("production_version"),
-            "relative_improvement": evaluation["relative_improvement"]}
+    problem = smoke_check(ws, version_id, evaluation.get("smoke_sample"))
+    if problem is not None:
+        why = f"smoke check after promotion failed: {problem}"
+        log.error("%s: %s", version_id, why)
+        if previous is not None:
+            ws.registry.rollback(model, to=previous, reason=why)
+            notifier.send_rollback(model, previous, version_id, why)
+        else:
+            ws.registry.withdraw(version_id, reason=why)
+            notifier.send_rollback(model, "none", version_id, why)
+        return {**result, "decision": "rolled-back", "reason": why}
+    improvement = evaluation["relative_improvement"]
+    notifier.send_promotion_notification(
+        model, version_id, None if improvement is None else 100 * improvement, metrics["candidate"],
+        previous=previous, production_metrics=metrics["production"], reason=reason)
+    return result
+
+
+def rollback_model(ws: Workspace, model_name: str, to: str | None = None, reason: str = "",
+                   actor: str | None = None, notifier: "NotificationService | None" = None
+                   ) -> dict[str, Any]:
+    """Make an earlier production version production again; audited and notified."""
+    from retrain.notify import NotificationService
+
+    current = ws.registry.production_version(model_name)
+    version = ws.registry.rollback(model_name, to=to, reason=reason, actor=actor)
+    why = reason or f"rollback from {current.version_id if current else 'none'}"
+    (notifier or NotificationService(workspace=ws)).send_rollback(
+        model_name, version.version_id, current.version_id if current else None, why)
+    return {"model": model_name, "production_version": version.version_id,
+            "rolled_back_from": current.version_id if current else None, "reason": why}
 
 
 class ModelPromoter:
-    """The seed's promoter: ``promote_if_better(evaluation)`` for every evaluated model."""
+    """The seed's promoter: ``promote_if_better(evaluation)`` for every evaluated model,
+    with approval (``approver``) and rollback."""
 
     def __init__(self, improvement_threshold: float | None = None, config=None,
-                 workspace: Workspace | None = None):
+                 workspace: Workspace | None = None, approver: Approver | None = None,
+                 notifier: "NotificationService | None" = None):
         self.workspace = workspace or Workspace.open(config)
         self.improvement_threshold = (self.workspace.settings.promotion.min_relative_improvement
                                       if improvement_threshold is None else improvement_threshold)
+        self.approver = approver
+        self.notifier = notifier
 
     def promote_if_better(self, evaluation_results: dict[str, Any]) -> dict[str, Any]:
         """Takes ``AutomatedRetrainingPipeline.evaluate_new_models``'s result."""
         results: dict[str, Any] = {}
         for name, evaluation in evaluation_results.get("models", {}).items():
             try:
-                results[name] = apply_decision(self.workspace, evaluation, self.improvement_threshold)
+                results[name] = apply_decision(self.workspace, evaluation, self.improvement_threshold,
+                                               notifier=self.notifier, approver=self.approver)
             except RegistryError as exc:
                 results[name] = {"model": name, "version_id": evaluation.get("candidate_version"),
                                  "decision": "failed", "reason": str(exc)}
@@ -100,5 +231,4 @@ class ModelPromoter:
         }
 
     def rollback(self, model_name: str, to_version: str | None = None, reason: str = "") -> dict:
-        version = self.workspace.registry.rollback(model_name, to=to_version, reason=reason)
-        return {"model": model_name, "production_version": version.version_id}
+        return rollback_model(self.workspace, model_name, to_version, reason, notifier=self.notifier)

@@ -6,8 +6,10 @@ import logging
 import polars as pl
 
 from retrain.data import Schema, Window, fingerprint, temporal_split, validate_frame
+from retrain.errors import RetrainError
 from retrain.metrics import compute_metrics
 from retrain.modeling import encode_target, fit_model
+from retrain.profile import ReferenceProfile, window_profile, with_holdout
 from retrain.registry import ModelVersion
 from retrain.workspace import Workspace
 
@@ -21,7 +23,8 @@ class TrainingData:
     up on it at once instead of walking two data frames.
     """
 
-    __slots__ = ("window", "schema", "train", "holdout", "fingerprint", "timestamp")
+    __slots__ = ("window", "schema", "train", "holdout", "fingerprint", "timestamp",
+                 "_window_profile")
 
     def __init__(self, window: Window, schema: Schema, train: pl.DataFrame,
                  holdout: pl.DataFrame, fingerprint: str, timestamp: str):
@@ -31,6 +34,14 @@ class TrainingData:
         self.holdout = holdout
         self.fingerprint = fingerprint
         self.timestamp = timestamp
+        self._window_profile: ReferenceProfile | None = None
+
+    def window_profile(self, ws: Workspace) -> ReferenceProfile:
+        """The drift reference profile of this window, computed once for all models."""
+        if self._window_profile is None:
+            self._window_profile = window_profile(ws, self.window.start, self.window.end,
+                                                  self.schema)
+        return self._window_profile
 
     @property
     def holdout_window(self) -> Window:
@@ -81,13 +92,27 @@ def train_candidate(ws: Workspace, model_name: str, data: TrainingData,
     log.info("training %s (%s) on %d rows", model_name, cfg.kind, data.train.height)
     model = fit_model(cfg.kind, cfg.params, data.train, data.schema, target, cfg.seed)
     y, _ = encode_target(data.holdout.get_column(target), model.classes)
-    metrics = compute_metrics(y, model.predict_proba(data.holdout))
+    holdout_proba = model.predict_proba(data.holdout)
+    metrics = compute_metrics(y, holdout_proba)
     version = ws.registry.register_version(
         model_name=model_name, model=model, train_start=data.window.start,
         train_end=data.window.end, holdout_start=data.holdout_window.start,
         row_count=data.train.height + data.holdout.height, holdout_rows=data.holdout.height,
-        data_fingerprint=data.fingerprint, metrics=metrics, reason=reason)
+        data_fingerprint=data.fingerprint, metrics=metrics, reason=reason,
+        reference_profile=_profile_bytes(ws, data, holdout_proba, y))
     log.info("registered %s: %s", version.version_id,
              ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     return version
 
+
+
+def _profile_bytes(ws: Workspace, data: TrainingData, holdout_proba, holdout_labels) -> bytes | None:
+    """The version's drift reference profile, serialised; None (drift checks then read the
+    reference window) if it cannot be computed: a profile never stops a registration."""
+    try:
+        profile = with_holdout(data.window_profile(ws), holdout_proba, holdout_labels)
+        return profile.to_bytes()
+    except (RetrainError, ValueError, OSError) as exc:
+        log.warning("no drift reference profile stored (checks will read the reference "
+                    "window instead): %s", exc)
+        return None

@@ -1,7 +1,8 @@
-"""Retraining triggers: data volume, drift (Evidently KS/PSI) and performance degradation.
+"""Retraining triggers: data volume, drift and performance degradation.
 
 Each check compares the data with one model's production version: its training window is the
-reference, the rows newer than it are the current data.
+reference, the rows newer than it are the current data. The drift check itself lives in
+``retrain.drift_check`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -10,13 +11,20 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import polars as pl
-
-from retrain.data import Schema, validate_frame
-from retrain.drift import DriftResult, detect_drift
-from retrain.metrics import LOWER_IS_BETTER, compute_metrics
+from retrain.data import validate_frame
+from retrain.drift_check import (DriftCheck, check_drift, drift_event, load_profile,
+                                 table_artifact_rows)
+from retrain.drift_performance import drop_interval, relative_drop
+from retrain.metrics import compute_metrics
 from retrain.modeling import encode_target
+from retrain.profile import sample_rows
 from retrain.workspace import Workspace
+
+__all__ = ["VolumeCheck", "DriftCheck", "PerformanceCheck", "check_volume", "check_drift",
+           "check_performance", "drift_event", "table_artifact_rows", "RetrainingTriggers"]
+
+# Rows the bootstrap of the performance trigger resamples at most (more only narrows it).
+BOOTSTRAP_MAX_ROWS = 200_000
 
 log = logging.getLogger("retrain")
 
@@ -34,26 +42,6 @@ class VolumeCheck:
 
 
 @dataclass
-class DriftCheck:
-    model: str
-    detected: bool
-    drifted_features: list[str] = field(default_factory=list)
-    share: float = 0.0
-    result: DriftResult | None = None
-    note: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        out = {"model": self.model, "detected": self.detected,
-               "drifted_features": self.drifted_features, "share": self.share, "note": self.note}
-        if self.result is not None:
-            out["features"] = self.result.table()
-            out["reference_rows"] = self.result.reference_rows
-            out["current_rows"] = self.result.current_rows
-            out["thresholds"] = self.result.thresholds
-        return out
-
-
-@dataclass
 class PerformanceCheck:
     model: str
     triggered: bool
@@ -63,6 +51,11 @@ class PerformanceCheck:
     relative_drop: float | None = None
     rows: int = 0
     note: str = ""
+    # Bootstrap interval of the relative drop; the trigger needs its lower end above zero.
+    drop_interval: list[float] | None = None
+    confidence: float | None = None
+    significant: bool | None = None
+    threshold: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,39 +74,14 @@ def check_volume(ws: Workspace, model_name: str) -> VolumeCheck:
     return check
 
 
-def check_drift(ws: Workspace, model_name: str,
-                cache: dict[tuple, DriftResult] | None = None) -> DriftCheck:
-    """Evidently KS/PSI between the production training window and the rows after it.
-
-    Models whose production versions share a training window and features share one result
-    through ``cache``.
-    """
-    production = ws.registry.production_version(model_name)
-    if production is None:
-        return DriftCheck(model_name, False, note="no production version yet")
-    schema = Schema.from_dict(production.feature_schema)
-    ws.store.schema(expected=schema)  # missing or retyped feature -> DataValidationError
-    key = (production.train_start, production.train_end, schema.features, schema.categorical)
-    if cache is not None and key in cache:
-        result = cache[key]
-        return DriftCheck(model_name, result.detected, result.drifted_features, result.share, result)
-    reference = ws.store.rows(production.train_start, production.train_end, labeled=False) \
-        .select(schema.features).collect()
-    current = ws.store.rows(after=production.train_end, labeled=False).select(schema.features).collect()
-    if current.height == 0:
-        return DriftCheck(model_name, False, note="no rows newer than the production training window")
-    validate_frame(current, schema, target=None, what="drift current")
-    result = detect_drift(reference, current, schema, ws.settings.drift)
-    if cache is not None:
-        cache[key] = result
-    log.info("drift %s: %d/%d features drifted (share %.2f, threshold %.2f) -> %s", model_name,
-             len(result.drifted_features), len(result.features), result.share,
-             ws.settings.drift.drift_share, "DETECTED" if result.detected else "none")
-    return DriftCheck(model_name, result.detected, result.drifted_features, result.share, result)
-
-
 def check_performance(ws: Workspace, model_name: str) -> PerformanceCheck:
-    """The production model's primary metric on new labeled rows vs its metric at promotion."""
+    """The production model's primary metric on new labeled rows vs its metric at promotion.
+
+    Triggers when the relative drop reaches ``performance_max_relative_drop`` and the
+    bootstrap interval of the drop (``performance_confidence``) lies above zero, so a drop
+    that small samples produce by chance does not retrain.
+    """
+    triggers = ws.settings.triggers
     metric = ws.settings.promotion.metric
     production = ws.registry.production_version(model_name)
     if production is None:
@@ -128,14 +96,32 @@ def check_performance(ws: Workspace, model_name: str) -> PerformanceCheck:
     if len(set(y.tolist())) < 2:
         return PerformanceCheck(model_name, False, metric, rows=new.height,
                                 note="new labeled rows have one class")
-    current = compute_metrics(y, model.predict_proba(new))[metric]
+    proba = model.predict_proba(new)
+    current = compute_metrics(y, proba)[metric]
     baseline = production.metrics[metric]
-    drop = ((current - baseline) if metric in LOWER_IS_BETTER else (baseline - current)) / abs(baseline)
-    triggered = drop >= ws.settings.triggers.performance_max_relative_drop
-    log.info("performance %s: %s %.4f at promotion, %.4f on %d new rows (drop %.1f%%) -> %s",
-             model_name, metric, baseline, current, new.height, 100 * drop,
+    drop = float(relative_drop(metric, baseline, current))
+    profile = load_profile(ws, production)
+    holdout_y = holdout_p = None
+    if profile is not None and profile.holdout_proba is not None:
+        holdout_y, holdout_p = profile.holdout_labels, profile.holdout_proba
+    if new.height > BOOTSTRAP_MAX_ROWS:
+        keep = sample_rows(new.with_row_index("_row"), BOOTSTRAP_MAX_ROWS).get_column("_row").to_numpy()
+        y_boot, p_boot = y[keep], proba[keep]
+    else:
+        y_boot, p_boot = y, proba
+    lo, hi = drop_interval(metric, baseline, y_boot, p_boot, holdout_y=holdout_y,
+                           holdout_proba=holdout_p, resamples=triggers.performance_bootstrap,
+                           confidence=triggers.performance_confidence)
+    significant = lo > 0
+    triggered = drop >= triggers.performance_max_relative_drop and significant
+    log.info("performance %s: %s %.4f at promotion, %.4f on %d new rows (drop %.1f%%, "
+             "%.0f%% interval %.1f%% .. %.1f%%) -> %s", model_name, metric, baseline, current,
+             new.height, 100 * drop, 100 * triggers.performance_confidence, 100 * lo, 100 * hi,
              "DEGRADED" if triggered else "ok")
-    return PerformanceCheck(model_name, triggered, metric, baseline, current, drop, new.height)
+    return PerformanceCheck(model_name, triggered, metric, baseline, current, drop, new.height,
+                            drop_interval=[lo, hi], confidence=triggers.performance_confidence,
+                            significant=significant,
+                            threshold=triggers.performance_max_relative_drop)
 
 
 # The seed names should_retrain's flags like the checks; keep the checks reachable.

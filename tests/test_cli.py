@@ -438,10 +438,10 @@ def test_promote_and_rollback(one_model, monkeypatch):
 
     back = call("--config", one_model, "rollback", "lightgbm")
     assert back.rc == 0, back.err
-    assert back.out.strip() == "lightgbm-v1 is production again for lightgbm"
+    assert back.out.strip() == "lightgbm-v1 is production again for lightgbm (was lightgbm-v2)"
     assert _statuses(one_model) == {"lightgbm-v1": "production", "lightgbm-v2": "archived"}
     last = call_json("--config", one_model, "history", "lightgbm", "--json")["events"][-1]
-    assert (last["action"], last["version_id"]) == ("promoted", "lightgbm-v1")
+    assert (last["action"], last["version_id"]) == ("rolled-back", "lightgbm-v1")
     assert last["reason"] == "rollback from lightgbm-v2" and last["details"]["rollback"] is True
 
     forward = call("--config", one_model, "rollback", "lightgbm", "--to", "2", "--reason", "undo")

@@ -163,7 +163,7 @@ def test_rollback_to_previous_and_to_a_named_version(registry, tiny_model):
     assert statuses(registry) == {1: "archived", 2: "production", 3: "archived", 4: "candidate"}
     last = registry.history("churn")[-1]
     assert (last.action, last.version_id, last.actor, last.reason) == (
-        "promoted", "churn-v2", "erin", "v3 misbehaves")
+        "rolled-back", "churn-v2", "erin", "v3 misbehaves")
     assert last.details["rollback"] is True and last.details["previous_version"] == "churn-v3"
 
     named = registry.rollback("churn", to="v1")

@@ -18,7 +18,7 @@ from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from retrain.artifacts import load_model, save_model
+from retrain.artifacts import load_model, load_profile_bytes, save_model
 from retrain.errors import RegistryError
 from retrain.failpoints import failpoint
 from retrain.modeling import TrainedModel
@@ -95,15 +95,19 @@ class Registry:
     def register_version(self, *, model_name: str, model: TrainedModel, train_start: datetime,
                          train_end: datetime, holdout_start: datetime | None, row_count: int,
                          holdout_rows: int, data_fingerprint: str, metrics: dict[str, float],
-                         actor: str | None = None, reason: str = "") -> ModelVersion:
-        """Store the artifact (atomically) and the version row, as a candidate."""
+                         actor: str | None = None, reason: str = "",
+                         reference_profile: bytes | None = None) -> ModelVersion:
+        """Store the artifact (atomically) and the version row, as a candidate.
+
+        ``reference_profile`` (``ReferenceProfile.to_bytes()``) is stored inside the artifact."""
         actor = actor or default_actor()
         self.ensure_model(model_name, model.kind)
         try:
             return self._register(model_name, model, actor, reason, train_start=train_start,
                                   train_end=train_end, holdout_start=holdout_start,
                                   row_count=row_count, holdout_rows=holdout_rows,
-                                  data_fingerprint=data_fingerprint, metrics=metrics)
+                                  data_fingerprint=data_fingerprint, metrics=metrics,
+                                  reference_profile=reference_profile)
         except IntegrityError:  # the number was taken meanwhile (the row lock should prevent it)
             raise RegistryError(f"concurrent registration of {model_name!r} detected; nothing "
                                 "was registered, retry") from None
@@ -111,14 +115,14 @@ class Registry:
     def _register(self, model_name: str, model: TrainedModel, actor: str, reason: str, *,
                   train_start: datetime, train_end: datetime, holdout_start: datetime | None,
                   row_count: int, holdout_rows: int, data_fingerprint: str,
-                  metrics: dict[str, float]) -> ModelVersion:
+                  metrics: dict[str, float], reference_profile: bytes | None = None) -> ModelVersion:
         with self._write(model_name) as s:
             last = s.exec(select(func.max(ModelVersion.number))
                           .where(ModelVersion.model_name == model_name)).one()
             number = (last or 0) + 1
             version_id = f"{model_name}-v{number}"
             path = self.artifacts_dir / model_name / f"{version_id}.zip"
-            sha = save_model(model, path)
+            sha = save_model(model, path, profile=reference_profile)
             failpoint("register:after-artifact")
             version = ModelVersion(
                 version_id=version_id, model_name=model_name, number=number, kind=model.kind,
@@ -186,6 +190,13 @@ class Registry:
         """Load a version's model after verifying the artifact's sha256."""
         return load_model(self.artifact_file(version), version.artifact_sha256)
 
+    def load_reference_profile(self, version: ModelVersion):
+        """The version's drift reference profile (``retrain.profile.ReferenceProfile``), read
+        from its artifact after verifying the sha256; None for versions stored without one."""
+        from retrain.profile import ReferenceProfile
+        data = load_profile_bytes(self.artifact_file(version), version.artifact_sha256)
+        return None if data is None else ReferenceProfile.from_bytes(data)
+
     def artifact_file(self, version: ModelVersion) -> Path:
         """Where a version's artifact is. Paths are stored relative to the artifacts folder,
         so a workspace can be moved or copied; absolute paths are used as they are."""
@@ -238,7 +249,8 @@ class Registry:
                 failpoint("promote:after-archive")
                 s.exec(update(ModelVersion).where(ModelVersion.version_id == version_id)
                        .values(status="production", promoted_at=now))
-                self._audit(s, model_name, "promoted", actor, reason, version_id,
+                action = "rolled-back" if (details or {}).get("rollback") else "promoted"
+                self._audit(s, model_name, action, actor, reason, version_id,
                             {**(details or {}),
                              "previous_version": previous.version_id if previous else None})
                 failpoint("promote:before-commit")
@@ -287,3 +299,33 @@ class Registry:
                             reason=reason or f"rollback from {current_id or 'none'}",
                             details={"rollback": True, "rolled_back_from": current_id},
                             expected_production=current_id)
+
+    def withdraw(self, version_id: str, *, reason: str, actor: str | None = None) -> ModelVersion:
+        """Take a production version out of service with no replacement (status rejected).
+
+        For a first version that fails its post-promotion check: there is nothing to roll
+        back to, and serving it would be worse than serving nothing.
+        """
+        actor = actor or default_actor()
+        model_name = self.get_version(version_id).model_name
+        with self._write(model_name) as s:
+            version = s.get(ModelVersion, version_id)
+            if version.status != "production":
+                raise RegistryError(f"{version_id} is {version.status}, not production")
+            s.exec(update(ModelVersion).where(ModelVersion.version_id == version_id)
+                   .values(status="rejected"))
+            self._audit(s, model_name, "withdrawn", actor, reason, version_id)
+        return self.get_version(version_id)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A write transaction for modules that keep their own tables in the registry
+        (the notification outbox)."""
+        with self._write() as s:
+            yield s
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only session on the registry database."""
+        with self._read() as s:
+            yield s

@@ -67,3 +67,34 @@ class AuditEvent(SQLModel, table=True):
     details: dict[str, Any] = Field(default_factory=dict,
                                     sa_column=Column(JSON, nullable=False, server_default="{}"))
     at: NaiveDatetime = Field(default_factory=utcnow, index=True)
+
+
+NOTIFICATION_STATUSES = ("pending", "sent", "failed")
+
+
+class Notification(SQLModel, table=True):
+    """The outbox: every notification is written here first, then delivered with retries.
+
+    One row per channel (email, webhook, log), so each channel is retried and marked sent on
+    its own. ``failed`` means the attempts ran out; ``retrain notify --retry-failed`` resets them.
+    """
+
+    __tablename__ = "notification"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=50)
+    channel: str = Field(max_length=20)
+    model_name: str | None = Field(default=None, max_length=200)
+    subject: str = Field(sa_column=Column(Text, nullable=False))
+    body_text: str = Field(sa_column=Column(Text, nullable=False))
+    body_html: str = Field(default="", sa_column=Column(Text, nullable=False))
+    recipients: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="pending", max_length=20, index=True)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+    next_attempt_at: NaiveDatetime = Field(default_factory=utcnow)
+    # A delivery in progress holds the row until then, so two flushers never send it twice.
+    lease_until: NaiveDatetime | None = None
+    sent_at: NaiveDatetime | None = None

@@ -1,0 +1,166 @@
+"""The automations of retrain, in code, and an idempotent way to apply them.
+
+    python -m deployments.automations [--webhook-url URL] [--config retrain.toml]
+
+- **retrain on drift** / **retrain on volume**: a ``retrain.drift.detected`` or
+  ``retrain.volume.threshold-met`` event for resource ``retrain.model.<name>`` runs the
+  ``retraining-pipeline/monthly`` deployment for that model, with reason ``drift`` or
+  ``volume``. prefect.yaml declares the same two triggers on that deployment (``prefect
+  deploy`` creates them); both ways give one automation of each name, owned by the
+  deployment, however often and in whichever order they are applied.
+- **retrain: notify on failed or crashed run**: a run of ``retraining-pipeline`` or
+  ``drift-check`` that ends Failed or Crashed calls the ``retrain-failure-webhook`` block
+  (a Prefect ``Webhook``) with a JSON description of the run. Its URL comes from
+  ``--webhook-url`` or ``[notifications] webhook_url``; without one this automation is left
+  out (and says so).
+
+Applying runs against the server in ``PREFECT_API_URL``, after ``prefect deploy``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import timedelta
+from typing import Any
+
+from prefect import get_client
+from prefect.blocks.webhook import Webhook
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.events.actions import CallWebhook
+from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+
+from retrain.config import find_config_path, load_config
+from retrain.errors import ConfigError
+
+PIPELINE_FLOW = "retraining-pipeline"
+PIPELINE_DEPLOYMENT = f"{PIPELINE_FLOW}/monthly"
+DRIFT_CHECK_FLOW = "drift-check"
+DRIFT_CHECK_DEPLOYMENT = f"{DRIFT_CHECK_FLOW}/daily"
+ENTRY_FLOWS = [PIPELINE_FLOW, DRIFT_CHECK_FLOW]  # subflow failures fail these too
+WEBHOOK_BLOCK = "retrain-failure-webhook"
+FAILURE_AUTOMATION = "retrain: notify on failed or crashed run"
+
+# The model named by the event's resource: its name label, else the id's suffix. Rendered by
+# the server when the automation fires (a single expression keeps its JSON type).
+MODEL_FROM_EVENT = "{{ (event.resource.name or event.resource.id | replace('retrain.model.', '')) }}"
+
+# The webhook's body: JSON, rendered by the server with the run that failed.
+FAILURE_PAYLOAD = """{
+  "event": "retrain.run.{{ flow_run.state.name | lower }}",
+  "flow": "{{ flow.name }}",
+  "flow_run": "{{ flow_run.name }}",
+  "flow_run_id": "{{ flow_run.id }}",
+  "state": "{{ flow_run.state.name }}",
+  "message": {{ flow_run.state.message | tojson }},
+  "parameters": {{ flow_run.parameters | tojson }},
+  "tags": {{ flow_run.tags | tojson }},
+  "url": {{ flow_run | ui_url | tojson }}
+}"""
+
+
+def model_event_trigger(event: str, reason: str) -> DeploymentEventTrigger:
+    """Run the pipeline deployment for the model of each ``event``, with ``reason``."""
+    return DeploymentEventTrigger(
+        name=f"retrain on {reason}",
+        description=f"{event} for retrain.model.<name> runs the pipeline for that model "
+                    f"with reason {reason!r}.",
+        expect={event},
+        match={"prefect.resource.id": "retrain.model.*"},
+        for_each={"prefect.resource.id"},
+        posture=Posture.Reactive,
+        threshold=1,
+        within=timedelta(0),
+        parameters={"models": [MODEL_FROM_EVENT], "reason": reason},
+    )
+
+
+def pipeline_triggers() -> list[DeploymentEventTrigger]:
+    """The triggers of ``retraining-pipeline/monthly`` (prefect.yaml declares the same)."""
+    return [model_event_trigger("retrain.drift.detected", "drift"),
+            model_event_trigger("retrain.volume.threshold-met", "volume")]
+
+
+def failure_automation(webhook_block_id) -> AutomationCore:
+    return AutomationCore(
+        name=FAILURE_AUTOMATION,
+        description="A Failed or Crashed run of retraining-pipeline or drift-check calls the "
+                    f"{WEBHOOK_BLOCK} webhook.",
+        trigger=EventTrigger(
+            expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={"prefect.resource.role": "flow", "prefect.resource.name": ENTRY_FLOWS},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Reactive,
+            threshold=1,
+            within=timedelta(0),
+        ),
+        actions=[CallWebhook(block_document_id=webhook_block_id, payload=FAILURE_PAYLOAD)],
+    )
+
+
+def _comparable(automation: AutomationCore) -> dict[str, Any]:
+    # The API does not return owner_resource, so it cannot be compared.
+    data = automation.model_dump(mode="json", include={"name", "description", "enabled", "trigger",
+                                                       "actions"})
+    data["trigger"].pop("id", None)
+    return data
+
+
+def _upsert(client: SyncPrefectClient, automation: AutomationCore) -> str:
+    """Make ``automation`` the only one of its name: unchanged when it already is, else
+    replaced (the API cannot change an automation's owner, so it is deleted and created)."""
+    existing = client.read_automations_by_name(automation.name)
+    if len(existing) == 1 and _comparable(existing[0]) == _comparable(automation):
+        return "unchanged"
+    for old in existing:
+        client.delete_automation(old.id)
+    client.create_automation(automation)
+    return "replaced" if existing else "created"
+
+
+def webhook_url_from_config(config: str | None = None) -> str | None:
+    try:
+        return load_config(find_config_path(config)).notifications.webhook_url
+    except ConfigError:
+        return None
+
+
+def apply(webhook_url: str | None = None, client: SyncPrefectClient | None = None) -> dict[str, Any]:
+    """Create or update the automations; returns what was done, by automation name.
+
+    Needs the deployments (``prefect deploy --all`` first).
+    """
+    if client is None:
+        with get_client(sync_client=True) as own_client:
+            return apply(webhook_url, own_client)
+    done: dict[str, Any] = {}
+    deployment = client.read_deployment_by_name(PIPELINE_DEPLOYMENT)
+    for trigger in pipeline_triggers():
+        trigger.set_deployment_id(deployment.id)
+        done[trigger.name] = _upsert(client, trigger.as_automation())
+    if webhook_url:
+        block_id = Webhook(url=webhook_url, method="POST",
+                           headers={"Content-Type": "application/json"}).save(WEBHOOK_BLOCK, overwrite=True)
+        done[FAILURE_AUTOMATION] = _upsert(client, failure_automation(block_id))
+    else:
+        done[FAILURE_AUTOMATION] = ("skipped: no webhook URL (pass --webhook-url or set "
+                                    "[notifications] webhook_url)")
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deployments.automations",
+                                     description="Create or update retrain's automations.")
+    parser.add_argument("--webhook-url", help="where failure notifications are POSTed "
+                                              "(default: [notifications] webhook_url)")
+    parser.add_argument("--config", help="retrain.toml (default: RETRAIN_CONFIG or ./retrain.toml)")
+    args = parser.parse_args(argv)
+    done = apply(args.webhook_url or webhook_url_from_config(args.config))
+    for name, what in done.items():
+        print(f"{name}: {what}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

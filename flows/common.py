@@ -1,0 +1,75 @@
+"""What every flow module shares: the run's workspace, events about a model, run tags, and
+the settings under which a step runs as a subflow."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any, Iterable, Iterator
+
+from prefect.context import FlowRunContext
+from prefect.events import emit_event
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+from retrain.config import find_config_path
+from retrain.workspace import Workspace
+
+_SEED_SETTING_NAMES = ("DRIFT_THRESHOLD", "PSI_THRESHOLD", "MODEL_IMPROVEMENT_THRESHOLD",
+                       "RETRAINING_SCHEDULE", "PERFORMANCE_ALERT_EMAIL")
+
+
+def workspace(config: str | None) -> Workspace:
+    """The workspace of ``config`` (default: RETRAIN_CONFIG or ./retrain.toml).
+
+    Opened once per run and reused by its subflows; a changed file or environment override
+    (a long-lived process that serves many runs) opens it afresh.
+    """
+    path = find_config_path(config)
+    overrides = tuple(sorted((k, v) for k, v in os.environ.items()
+                             if (k.startswith("RETRAIN_") and "__" in k) or k in _SEED_SETTING_NAMES))
+    return _open_workspace(str(path), path.stat().st_mtime_ns, overrides)
+
+
+@lru_cache(maxsize=8)
+def _open_workspace(config_path: str, mtime_ns: int = 0,
+                    overrides: tuple[tuple[str, str], ...] = ()) -> Workspace:
+    return Workspace.open(config_path)
+
+
+def model_resource(model: str) -> dict[str, str]:
+    """The event resource of a model: automations read the model name from it."""
+    return {"prefect.resource.id": f"retrain.model.{model}", "prefect.resource.name": model}
+
+
+def emit(event: str, model: str, payload: dict[str, Any]) -> None:
+    emit_event(event=event, resource=model_resource(model), payload=payload)
+
+
+def run_tags(models: Iterable[str], reason: str) -> list[str]:
+    return [f"model:{m}" for m in models] + [f"reason:{reason}"]
+
+
+def tag_current_run(tags: list[str]) -> None:
+    """Add ``tags`` to the running flow run itself (``prefect.tags`` only reaches the runs
+    started inside it), so the dashboard can filter parent runs by model and reason."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    run = context.flow_run
+    missing = [t for t in tags if t not in run.tags]
+    if missing:
+        context.client.update_flow_run(run.id, tags=[*run.tags, *missing])
+        run.tags = [*run.tags, *missing]  # events emitted from now on carry them too
+
+
+@contextmanager
+def step_settings() -> Iterator[None]:
+    """Settings for the subflows of a parent flow: no heartbeats of their own.
+
+    A synchronous flow joins its heartbeat thread when it ends, which costs up to a second
+    per flow. Subflows run in the parent's process, so the parent's heartbeats already show
+    whether that process is alive; crash detection loses nothing.
+    """
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield

@@ -1,0 +1,376 @@
+"""Per-column drift statistics that reproduce Evidently 0.7's numbers, computed on sorted arrays.
+
+Evidently's Report (``ValueDrift`` / ``DataDriftPreset``) prepares each column the same way for
+every method: ``+-inf`` become NaN and NaN is dropped on each side (``get_one_column_drift``).
+Then
+
+* ``ks``: ``scipy.stats.ks_2samp(reference, current)`` with its defaults (two-sided,
+  ``method="auto"``: exact p-value when both samples have at most 10 000 values, Smirnov's
+  asymptotic distribution ``kstwo`` otherwise). Drift when ``p <= threshold``.
+* ``psi`` (``legacy/calculations/stattests/utils.py:get_binned_data``): when the *reference*
+  has more than 20 distinct values and the column is numeric, equal-width bins from
+  ``np.histogram_bin_edges(reference + current, "sturges")``; otherwise one bin per distinct
+  value seen on either side. Shares are counts / non-missing rows; an empty bin's share is
+  replaced by ``min(non-zero share) / 1e6`` when that minimum is at most 1e-4, else by 1e-4
+  (separately for each side). Drift when ``psi >= threshold``.
+
+Here a numeric column is sorted once (:class:`NumericSample`); the KS statistic is read off the
+two empirical CDFs at the distinct values with ``searchsorted`` and the PSI bins are counted by
+``searchsorted`` of the bin edges, which gives exactly the counts ``np.histogram`` gives.
+A sorted reference can be stored (the reference profile) and reused for every check.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy import stats
+from scipy.stats import _stats_py as _scipy_stats_py
+
+EXACT_KS_MAX_N = 10_000  # scipy.stats.ks_2samp(method="auto") is exact up to this size
+PSI_CATEGORICAL_MAX_DISTINCT = 20  # Evidently bins numeric columns with more distinct values
+
+# Samples ----------------------------------------------------------------------------------
+
+class NumericSample:
+    """The finite values of one numeric column, sorted, and what Evidently would see of them.
+
+    ``integer`` is true when pandas would hold the column as an integer dtype (an integer
+    column without missing values): numpy then widens Sturges bins narrower than 1 to 1.
+    """
+
+    __slots__ = ("values", "integer", "missing", "_distinct")
+
+    def __init__(self, values: np.ndarray, integer: bool = False, missing: int = 0):
+        self.values = values  # float64, sorted ascending, finite
+        self.integer = bool(integer)
+        self.missing = int(missing)  # null, NaN or infinite values that were dropped
+        self._distinct: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def n(self) -> int:
+        return int(self.values.shape[0])
+
+    def distinct(self) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct values and, for each, the number of values at or below it."""
+        if self._distinct is None:
+            v = self.values
+            change = v[1:] != v[:-1]
+            if change.all():  # no ties (the usual case for a continuous column): no copy
+                self._distinct = (v, np.arange(1, v.shape[0] + 1, dtype=np.int64))
+            else:  # the last index of each run of equal values
+                last = np.flatnonzero(np.append(change, True))
+                self._distinct = (v[last], last + 1)
+        return self._distinct
+
+    @property
+    def nunique(self) -> int:
+        return int(self.distinct()[0].shape[0])
+
+    def counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct values and how often each occurs."""
+        values, cumulative = self.distinct()
+        return values, np.diff(cumulative, prepend=0)
+
+
+@dataclass(frozen=True)
+class CategoricalSample:
+    """Counts of the non-missing values of one categorical column (keys as Python values)."""
+
+    keys: tuple
+    counts: np.ndarray  # int64, aligned with keys
+    missing: int = 0
+
+    @property
+    def n(self) -> int:
+        return int(self.counts.sum())
+
+    @property
+    def nunique(self) -> int:
+        return len(self.keys)
+
+    def as_dict(self) -> dict[Any, int]:
+        return dict(zip(self.keys, self.counts.tolist()))
+
+
+Sample = NumericSample | CategoricalSample
+
+
+def _is_integer_dtype(dtype: pl.DataType) -> bool:
+    return dtype.is_integer()
+
+
+def numeric_sample(values: Any) -> NumericSample:
+    """A :class:`NumericSample` of a polars Series, pandas Series or numpy array."""
+    integer = False
+    if isinstance(values, pl.Series):
+        integer = _is_integer_dtype(values.dtype) and values.null_count() == 0
+        arr = values.cast(pl.Float64).to_numpy()
+    else:
+        try:
+            import pandas as pd
+            if isinstance(values, pd.Series):
+                integer = pd.api.types.is_integer_dtype(values.dtype) and not values.isna().any()
+                arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
+            else:
+                raise TypeError
+        except (ImportError, TypeError):
+            raw = np.asarray(values)
+            integer = np.issubdtype(raw.dtype, np.integer)
+            arr = raw.astype(np.float64, copy=False)
+    total = arr.shape[0]
+    s = np.sort(arr)  # NaN sorts last; -inf first, +inf before NaN
+    lo = int(np.searchsorted(s, -np.inf, side="right"))
+    hi = int(np.searchsorted(s, np.inf, side="left"))
+    s = s[lo:hi]
+    return NumericSample(s, integer=integer, missing=total - s.shape[0])
+
+
+def categorical_sample(values: Any) -> CategoricalSample:
+    """A :class:`CategoricalSample` of a polars or pandas Series (nulls/NaN dropped)."""
+    if not isinstance(values, pl.Series):
+        values = pl.Series(values=values.tolist() if hasattr(values, "tolist") else list(values),
+                           strict=False)
+    if values.dtype.is_numeric():
+        values = values.cast(pl.Float64).fill_nan(None)
+    elif values.dtype == pl.Categorical or isinstance(values.dtype, pl.Enum):
+        values = values.cast(pl.String)
+    total = values.len()
+    vc = values.drop_nulls().value_counts(sort=False)
+    vc = vc.sort(vc.columns[0])  # a fixed order, so sums are reproducible bit for bit
+    keys = tuple(vc.get_column(vc.columns[0]).to_list())
+    counts = vc.get_column(vc.columns[1]).cast(pl.Int64).to_numpy()
+    return CategoricalSample(keys, counts, missing=total - int(counts.sum()))
+
+
+# KS ---------------------------------------------------------------------------------------
+
+def ks_statistic(reference: NumericSample, current: NumericSample) -> float:
+    """The two-sided KS statistic exactly as ``scipy.stats.ks_2samp`` computes it.
+
+    scipy takes ``F1(v)/n1 - F2(v)/n2`` at every observed value ``v`` and keeps the largest
+    value and the most negative one. Between two reference values ``F1`` is constant and
+    ``F2`` can only grow, so the largest value is reached at a (distinct) reference value;
+    likewise the most negative one at a current value. Evaluating the same float expressions
+    there gives scipy's number bit for bit, with one ``searchsorted`` per side. (In its exact
+    mode, n <= 10 000, scipy then rounds the statistic to a multiple of 1/lcm(n1, n2); that
+    mode is left to scipy, see ``ks_pvalue``.)
+    """
+    n1, n2 = reference.n, current.n
+    u1, c1 = reference.distinct()
+    u2, c2 = current.distinct()
+    above = c1 / n1
+    above -= np.searchsorted(current.values, u1, side="right") / n2
+    max_s = float(above.max())
+    del above
+    below = np.searchsorted(reference.values, u2, side="right") / n1
+    below -= c2 / n2
+    min_s = float(np.clip(-below.min(), 0, 1))
+    return min_s if min_s > max_s else max_s
+
+
+def ks_pvalue(reference: NumericSample, current: NumericSample) -> float:
+    """The p-value of ``scipy.stats.ks_2samp(reference, current)`` (Evidently's ``ks``):
+    scipy's method selection (``method="auto"``) and its own exact and asymptotic routines."""
+    n1, n2 = reference.n, current.n
+    d = ks_statistic(reference, current)
+    if max(n1, n2) <= EXACT_KS_MAX_N:
+        exact = getattr(_scipy_stats_py, "_attempt_exact_2kssamp", None)
+        if exact is None:  # a scipy without it: call ks_2samp itself
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return float(stats.ks_2samp(reference.values, current.values).pvalue)
+        success, d, prob = exact(n1, n2, math.gcd(n1, n2), d, "two-sided")
+        if success:
+            return float(np.clip(prob, 0, 1))
+        # like scipy: the asymptotic p-value of the (rounded) statistic
+    m, n = sorted([float(n1), float(n2)], reverse=True)
+    en = m * n / (m + n)
+    return float(np.clip(kstwo_sf(d, np.round(en)), 0, 1))
+
+
+# scipy.stats.kstwo.sf(d, n) for large n and 2.2 <= n d^2 < 370 is 2 * scipy.special.smirnov(n, d),
+# an exact sum of n (1 - d) terms done one by one in double-double arithmetic: about a second
+# at n = 500 000, i.e. for every moderately drifted feature of a large window. The same sum,
+# vectorised with the binomial pmf, agrees to ~1e-13 (relative) and takes a tenth of it.
+FAST_SMIRNOV_MIN_N = 20_000  # below this scipy is quick: call it
+SMIRNOV_MAX_COMPUTE_N = 1_000_000  # above this scipy itself uses a closed-form approximation
+_MINLOG = -708.3964185322641  # log of the smallest normal double, as in scipy's cephes
+_TINY = 1e-290  # below this the vectorised terms lose relative accuracy: call scipy
+
+
+def smirnov_sum(n: int, d: float) -> float:
+    """P(D+_n >= d) by the Birnbaum-Tingey formula
+    ``d * sum_v C(n, v) (d + v/n)^(v-1) (1 - d - v/n)^(n-v)``, ``v = 0 .. n - floor(n d) - 1``."""
+    v = np.arange(0, n - math.floor(n * d), dtype=np.float64)
+    p = d + v / n
+    return float(d * np.sum(stats.binom.pmf(v, n, p) / p))
+
+
+def kstwo_sf(d: float, n: float) -> float:
+    """``scipy.stats.kstwo.sf(d, n)``: scipy's own value, except in the slow exact-Smirnov
+    range for large n (see above), where the same sum is evaluated vectorised."""
+    size = int(n)
+    if FAST_SMIRNOV_MIN_N <= size <= SMIRNOV_MAX_COMPUTE_N and 0.0 < d < 0.5:
+        t = size * d
+        if 2.2 <= t * d < 370.0 and math.floor(t) >= 3 and t < size - 1 \
+                and -2.0 * size * d * d >= _MINLOG:
+            prob = 2.0 * smirnov_sum(size, d)
+            if prob >= _TINY:
+                return float(np.clip(prob, 0.0, 1.0))
+    return float(stats.kstwo.sf(d, n))
+
+
+# PSI --------------------------------------------------------------------------------------
+
+def sturges_edges(lo: float, hi: float, size: int, integer: bool) -> np.ndarray:
+    """``np.histogram_bin_edges(a, bins="sturges")`` for an array with this min, max and size."""
+    first, last = lo, hi
+    if first == last:
+        first, last = first - 0.5, last + 0.5
+    width = np.float64(hi - lo) / (np.log2(size) + 1.0)
+    if width:
+        if integer and width < 1:
+            width = 1
+        n_bins = int(np.ceil(np.float64(last - first) / width))
+    else:
+        n_bins = 1
+    return np.linspace(first, last, n_bins + 1, endpoint=True, dtype=np.float64)
+
+
+def histogram_sorted(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """``np.histogram(values, edges)[0]`` for already sorted values (last bin closed)."""
+    cum = np.concatenate((np.searchsorted(sorted_values, edges[:-1], side="left"),
+                          np.searchsorted(sorted_values, edges[-1:], side="right")))
+    return np.diff(cum)
+
+
+def fill_empty_shares(shares: np.ndarray) -> np.ndarray:
+    """Evidently's replacement of empty-bin shares (``feel_zeroes``)."""
+    shares = shares.copy()
+    smallest = shares[shares != 0].min()
+    shares[shares == 0] = smallest / 10**6 if smallest <= 0.0001 else 0.0001
+    return shares
+
+
+def psi_from_shares(ref_shares: np.ndarray, cur_shares: np.ndarray) -> float:
+    ref_shares, cur_shares = fill_empty_shares(ref_shares), fill_empty_shares(cur_shares)
+    return float(np.sum((ref_shares - cur_shares) * np.log(ref_shares / cur_shares)))
+
+
+def _category_counts(reference: Sample, current: Sample) -> tuple[np.ndarray, np.ndarray]:
+    """Counts in one bin per distinct value seen on either side."""
+    if isinstance(reference, NumericSample):
+        rv, rc = reference.counts()
+        cv, cc = current.counts()
+        keys = np.union1d(rv, cv)
+        ref_counts = np.zeros(keys.shape[0], dtype=np.int64)
+        cur_counts = np.zeros(keys.shape[0], dtype=np.int64)
+        ref_counts[np.searchsorted(keys, rv)] = rc
+        cur_counts[np.searchsorted(keys, cv)] = cc
+    else:
+        ref_map, cur_map = reference.as_dict(), current.as_dict()
+        keys_list = list(dict.fromkeys([*reference.keys, *current.keys]))
+        ref_counts = np.array([ref_map.get(k, 0) for k in keys_list], dtype=np.int64)
+        cur_counts = np.array([cur_map.get(k, 0) for k in keys_list], dtype=np.int64)
+    return ref_counts, cur_counts
+
+
+def psi(reference: Sample, current: Sample) -> float:
+    """Evidently's PSI (``psi_stat_test``) of two samples of one column."""
+    if isinstance(reference, NumericSample) and reference.nunique > PSI_CATEGORICAL_MAX_DISTINCT:
+        lo = min(reference.values[0], current.values[0])
+        hi = max(reference.values[-1], current.values[-1])
+        edges = sturges_edges(float(lo), float(hi), reference.n + current.n,
+                              reference.integer and current.integer)
+        ref_shares = histogram_sorted(reference.values, edges) / reference.n
+        cur_shares = histogram_sorted(current.values, edges) / current.n
+    else:
+        ref_counts, cur_counts = _category_counts(reference, current)
+        ref_shares, cur_shares = ref_counts / reference.n, cur_counts / current.n
+    return psi_from_shares(ref_shares, cur_shares)
+
+
+def psi_quantile(reference: Sample, current: Sample, quantiles: int = 10) -> float:
+    """PSI over bins cut at the reference deciles (the credit-risk convention; not Evidently's).
+
+    Interior edges are ``np.quantile(reference, [0.1, ..., 0.9])`` (linear interpolation),
+    repeated edges merged; the outer bins are open, so current values outside the reference
+    range still count. A value equal to an edge falls in the bin above it. Categorical columns
+    use one bin per category. Empty shares are replaced as Evidently does, so values are
+    comparable with ``psi``.
+    """
+    if not isinstance(reference, NumericSample):
+        return psi(reference, current)
+    edges = np.unique(np.quantile(reference.values, np.arange(1, quantiles) / quantiles))
+    ref_counts = np.diff(np.concatenate(([0], np.searchsorted(reference.values, edges, "left"),
+                                         [reference.n])))
+    cur_counts = np.diff(np.concatenate(([0], np.searchsorted(current.values, edges, "left"),
+                                         [current.n])))
+    return psi_from_shares(ref_counts / reference.n, cur_counts / current.n)
+
+
+# Chi-square test of homogeneity ----------------------------------------------------------
+
+def chi2_homogeneity_pvalue(reference: Sample, current: Sample) -> float:
+    """Pearson's chi-square test that both samples come from one categorical distribution.
+
+    A two-sample test (the reference is a sample too), unlike Evidently's ``chisquare``, which
+    tests the current counts against the reference shares taken as exact and so rejects far
+    more often than its level when the reference is not much larger than the current window.
+    """
+    ref_counts, cur_counts = _category_counts(reference, current)
+    if ref_counts.shape[0] < 2:
+        return 1.0
+    table = np.vstack([ref_counts, cur_counts])
+    return float(stats.chi2_contingency(table, correction=False).pvalue)
+
+
+# Evidently's other tests, by name ---------------------------------------------------------
+
+def evidently_test(method: str, reference: Any, current: Any, categorical: bool,
+                   threshold: float | None) -> tuple[float, bool, float]:
+    """Run one of Evidently's registered stat tests on prepared (NaN-free) pandas Series.
+
+    Returns ``(score, drifted, threshold)`` as Evidently reports them.
+    """
+    from evidently.legacy.calculations.stattests.registry import get_stattest
+    from evidently.legacy.core import ColumnType
+
+    kind = ColumnType.Categorical if categorical else ColumnType.Numerical
+    test = get_stattest(reference, current, kind, method)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = test(reference, current, kind, threshold)
+    return float(result.drift_score), bool(result.drifted), float(result.actual_threshold)
+
+
+def evidently_supports(method: str, categorical: bool) -> bool:
+    """Whether Evidently has a test of this name for this kind of column."""
+    from evidently.legacy.calculations.stattests.registry import _registered_stat_tests
+    from evidently.legacy.core import ColumnType
+
+    kinds = _registered_stat_tests.get(method)
+    if kinds is None:
+        return False
+    return (ColumnType.Categorical if categorical else ColumnType.Numerical) in kinds
+
+
+def evidently_methods() -> list[str]:
+    from evidently.legacy.calculations.stattests.registry import _registered_stat_tests
+    return sorted(_registered_stat_tests)
+
+
+def sample_to_pandas(sample: Sample):
+    """The prepared column as Evidently's stat tests receive it (a pandas Series)."""
+    import pandas as pd
+    if isinstance(sample, NumericSample):
+        values = sample.values.astype(np.int64) if sample.integer else sample.values
+        return pd.Series(values)
+    return pd.Series(np.repeat(np.array(sample.keys, dtype=object), sample.counts))
+

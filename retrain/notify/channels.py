@@ -1,0 +1,79 @@
+"""Delivery channels: email over SMTP (plain, STARTTLS, SSL), Slack-compatible webhooks, log."""
+
+from __future__ import annotations
+
+import logging
+import os
+import smtplib
+import socket
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+
+import httpx
+
+from retrain.config import NotificationsConfig
+from retrain.registry.tables import Notification
+
+log = logging.getLogger("retrain")
+
+
+class DeliveryError(Exception):
+    """A channel could not deliver; the message stays in the outbox for a retry."""
+
+
+def smtp_password(config: NotificationsConfig, override: str | None = None) -> str | None:
+    """The SMTP password: given explicitly (e.g. from a Prefect Secret block), or from the
+    environment variable named by ``smtp_password_env``. Never logged."""
+    return override if override is not None else os.environ.get(config.smtp_password_env)
+
+
+def send_email(config: NotificationsConfig, message: Notification, password: str | None = None) -> None:
+    if not config.smtp_host:
+        raise DeliveryError("no [notifications] smtp_host configured")
+    if not message.recipients:
+        raise DeliveryError("no email recipients")
+    email = EmailMessage()
+    email["Subject"] = message.subject
+    email["From"] = config.sender
+    email["To"] = ", ".join(message.recipients)
+    email["Date"] = formatdate(localtime=False)
+    # Stable per outbox row: a receiver can drop a duplicate after a crash mid-delivery.
+    email["Message-ID"] = make_msgid(idstring=f"retrain-{message.id}", domain="retrain.local")
+    email["X-Retrain-Kind"] = message.kind
+    email["X-Retrain-Notification-Id"] = str(message.id)
+    email.set_content(message.body_text)
+    if message.body_html:
+        email.add_alternative(message.body_html, subtype="html")
+    timeout = config.smtp_timeout_seconds
+    try:
+        if config.smtp_security == "ssl":
+            client: smtplib.SMTP = smtplib.SMTP_SSL(config.smtp_host, config.smtp_port, timeout=timeout,
+                                                    context=ssl.create_default_context())
+        else:
+            client = smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=timeout)
+        with client:
+            if config.smtp_security == "starttls":
+                client.starttls(context=ssl.create_default_context())
+            if config.smtp_username:
+                client.login(config.smtp_username, smtp_password(config, password) or "")
+            client.send_message(email)
+    except (OSError, smtplib.SMTPException, socket.timeout, ssl.SSLError) as exc:
+        raise DeliveryError(f"SMTP {config.smtp_host}:{config.smtp_port}: {exc}") from None
+
+
+def send_webhook(config: NotificationsConfig, message: Notification) -> None:
+    if not config.webhook_url:
+        raise DeliveryError("no [notifications] webhook_url configured")
+    body = {"text": f"*{message.subject}*\n{message.body_text}",
+            "retrain": {"kind": message.kind, "model": message.model_name,
+                        "notification_id": message.id, **message.payload}}
+    try:
+        response = httpx.post(config.webhook_url, json=body, timeout=10.0)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"webhook: {exc}") from None
+
+
+def send_log(_config: NotificationsConfig, message: Notification) -> None:
+    log.info("notification [%s] %s\n%s", message.kind, message.subject, message.body_text)

@@ -1,0 +1,263 @@
+"""Notifications through a real SMTP server on loopback: order, content, nothing lost."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from retrain.notify import NotificationService
+from retrain.pipeline import run_pipeline
+from retrain.promotion import rollback_model
+from retrain.registry import Registry
+from smtp_server import SmtpServer, free_port
+
+RECIPIENTS = ["ml-team@example.com", "ops@example.com"]
+
+
+def mail_to(ws, port: int) -> None:
+    n = ws.settings.notifications
+    n.smtp_host, n.smtp_port, n.email_recipients = "127.0.0.1", port, RECIPIENTS
+    n.retry_backoff_seconds = 0
+
+
+def production_at_arrival(ws):
+    """An SMTP handler hook: the production version of the mail's model when it arrives."""
+    registry = Registry.from_settings(ws.settings)
+
+    def observe(msg):
+        subject = str(msg["Subject"]).strip()
+        model = subject.split("] ", 1)[1].split(":", 1)[0] if "] " in subject else None
+        if model in ws.settings.models:
+            v = registry.production_version(model)
+            return v.version_id if v else None
+        return None
+
+    return observe
+
+
+def test_notice_goes_out_before_the_pointer_moves(workspace, drift_month):
+    port = free_port()
+    mail_to(workspace, port)
+    with SmtpServer(port, on_receive=production_at_arrival(workspace)) as server:
+        run_pipeline(workspace, models=["lightgbm"])
+        drift_month(workspace)
+        doc = run_pipeline(workspace, models=["lightgbm"], reason="schedule")
+    assert doc["models"]["lightgbm"]["decision"] == "promoted"
+    kinds = [(r.message["X-Retrain-Kind"], r.observed) for r in server.received]
+    assert kinds == [
+        ("pending_promotion", None),          # bootstrap notice: nothing in production yet
+        ("promotion", "lightgbm-v1"),
+        ("retraining_summary", None),
+        ("pending_promotion", "lightgbm-v1"),  # the notice arrives while v1 still serves
+        ("promotion", "lightgbm-v2"),
+        ("drift_alert", None),
+        ("retraining_summary", None),
+    ]
+    notice = server.received[3]
+    assert notice.subject == "[retrain] lightgbm: lightgbm-v2 will replace lightgbm-v1 in production"
+    assert sorted(notice.recipients) == sorted(RECIPIENTS)
+    assert "roc_auc" in notice.part("text/plain") and "<table" in notice.part("text/html")
+    promotion = server.received[4]
+    assert promotion.subject.startswith("[retrain] lightgbm: lightgbm-v2 promoted to production (+")
+    drift = server.received[5]
+    assert "debt_to_income" in drift.part("text/plain")
+    summary = server.received[6]
+    assert "1 promoted of 1" in summary.subject and "PROMOTED" in summary.part("text/plain")
+
+
+def test_rejection_mail(workspace):
+    port = free_port()
+    mail_to(workspace, port)
+    with SmtpServer(port) as server:
+        run_pipeline(workspace, models=["lightgbm"])
+        run_pipeline(workspace, models=["lightgbm"], force=True)
+    subjects = [r.subject for r in server.received]
+    assert "[retrain] lightgbm: lightgbm-v2 rejected" in subjects
+    body = next(r for r in server.received if r.subject.endswith("rejected")).part("text/plain")
+    assert "production is unchanged" in body and "needs +5.00%" in body
+
+
+def test_mail_server_down_then_up_delivers_everything_once(workspace, drift_month):
+    port = free_port()  # nothing listens here yet
+    mail_to(workspace, port)
+    doc = run_pipeline(workspace, models=["lightgbm"])  # must not fail
+    assert doc["success"] and doc["models"]["lightgbm"]["decision"] == "bootstrapped"
+    service = NotificationService(workspace=workspace)
+    pending = service.outbox.messages(status="pending")
+    assert [m.kind for m in reversed(pending)] == ["pending_promotion", "promotion", "retraining_summary"]
+    assert all(m.attempts >= 1 and "Connection refused" in m.last_error for m in pending[-1:])
+    with SmtpServer(port) as server:
+        counts = service.flush(now=True)
+        again = service.flush(now=True)
+    assert counts["sent"] == 3 and again["sent"] == 0
+    assert [r.message["X-Retrain-Kind"] for r in server.received] == [
+        "pending_promotion", "promotion", "retraining_summary"]
+    ids = [r.message["X-Retrain-Notification-Id"] for r in server.received]
+    assert len(set(ids)) == 3
+    assert service.outbox.messages(status="pending") == []
+
+
+def test_the_next_run_delivers_what_an_earlier_run_could_not(workspace):
+    port = free_port()
+    mail_to(workspace, port)
+    run_pipeline(workspace, models=["lightgbm"])
+    with SmtpServer(port) as server:
+        run_pipeline(workspace, models=["lightgbm"])  # skips, but flushes the outbox first
+    kinds = [r.message["X-Retrain-Kind"] for r in server.received]
+    assert kinds == ["pending_promotion", "promotion", "retraining_summary", "retraining_summary"]
+
+
+def test_attempts_run_out_and_can_be_retried(workspace):
+    mail_to(workspace, free_port())
+    workspace.settings.notifications.max_attempts = 2
+    service = NotificationService(workspace=workspace)
+    [first] = service.send_drift_alert({"lightgbm": {"detected": True, "drifted_features": ["x"], "share": 1.0}})
+    service.flush(now=True)
+    [row] = service.outbox.messages()
+    assert row.id == first and row.status == "failed" and row.attempts == 2
+    assert service.outbox.retry_failed() == 1
+    assert service.outbox.messages()[0].status == "pending"
+
+
+def test_seed_api_and_password_from_env_never_logged(workspace, monkeypatch, caplog):
+    port = free_port()
+    mail_to(workspace, port)
+    monkeypatch.setenv("RETRAIN_SMTP_PASSWORD", "s3cret-value")
+    with SmtpServer(port) as server:
+        notifier = NotificationService(email_recipients=["a@example.com"], workspace=workspace)
+        notifier.send_promotion_notification(model_name="random_forest", version_id="v20250126_new",
+                                             improvement_percent=7.5,
+                                             new_metrics={"roc_auc": 0.87, "accuracy": 0.82})
+        notifier.send_retraining_summary(drift_detected=True, volume_threshold_met=False,
+                                         deployment_results={"models": {}})
+        notifier.send_drift_alert({"detected": True, "drifted_features": ["income"], "share": 0.5})
+    subjects = [r.subject for r in server.received]
+    assert subjects[0] == "[retrain] random_forest: v20250126_new promoted to production (+7.5%)"
+    assert "0.8700" in server.received[0].part("text/plain")
+    assert [r.recipients for r in server.received] == [["a@example.com"]] * 3
+    assert "s3cret-value" not in caplog.text
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_webhook_channel_posts_slack_compatible_json(workspace):
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    _Hook.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        workspace.settings.notifications.webhook_url = f"http://127.0.0.1:{server.server_port}/hook"
+        NotificationService(workspace=workspace).send_rollback("lightgbm", "lightgbm-v1", "lightgbm-v2",
+                                                               "smoke check failed")
+    finally:
+        server.shutdown()
+    [body] = _Hook.received
+    assert body["text"].startswith("*[retrain] lightgbm: rolled back to lightgbm-v1*")
+    assert body["retrain"]["kind"] == "rollback" and body["retrain"]["rolled_back_from"] == "lightgbm-v2"
+
+
+def test_rollback_by_command_is_audited_and_notified(workspace, drift_month):
+    port = free_port()
+    mail_to(workspace, port)
+    with SmtpServer(port) as server:
+        run_pipeline(workspace, models=["lightgbm"])
+        drift_month(workspace)
+        run_pipeline(workspace, models=["lightgbm"])
+        before = len(server.received)
+        result = rollback_model(workspace, "lightgbm", reason="complaints from the risk team")
+    assert result == {"model": "lightgbm", "production_version": "lightgbm-v1",
+                      "rolled_back_from": "lightgbm-v2", "reason": "complaints from the risk team"}
+    assert workspace.registry.production_version("lightgbm").version_id == "lightgbm-v1"
+    last = workspace.registry.history("lightgbm")[-1]
+    assert (last.action, last.version_id, last.reason) == ("rolled-back", "lightgbm-v1",
+                                                           "complaints from the risk team")
+    assert [r.subject for r in server.received[before:]] == [
+        "[retrain] lightgbm: rolled back to lightgbm-v1"]
+    assert "complaints from the risk team" in server.received[-1].part("text/plain")
+
+
+def test_failed_smoke_check_rolls_back(workspace, drift_month):
+    """The deployed artifact does not predict what was evaluated (here: the recorded smoke
+    predictions differ): the smoke check catches it, production goes back to the previous
+    version, and everyone is told."""
+    import hashlib
+    import io
+
+    import polars as pl
+
+    from retrain.pipeline import deploy_step, evaluate_step, retrain_step
+    from retrain.training import load_training_data
+
+    port = free_port()
+    mail_to(workspace, port)
+    with SmtpServer(port) as server:
+        run_pipeline(workspace, models=["lightgbm"])
+        drift_month(workspace)
+        data = load_training_data(workspace)
+        evaluations = evaluate_step(workspace, retrain_step(workspace, ["lightgbm"], data, "drift"), data)
+        smoke = workspace.registry.artifacts_dir / evaluations["lightgbm"]["smoke_sample"]["path"]
+        tampered = pl.read_parquet(smoke).with_columns(pl.col("expected_probability") * 0.5)
+        buf = io.BytesIO()
+        tampered.write_parquet(buf)
+        smoke.write_bytes(buf.getvalue())
+        evaluations["lightgbm"]["smoke_sample"]["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+        before = len(server.received)
+        decision = deploy_step(workspace, evaluations)["lightgbm"]
+    assert decision["decision"] == "rolled-back"
+    assert "predicts differently from the evaluated model on 200 of 200" in decision["reason"]
+    assert workspace.registry.production_version("lightgbm").version_id == "lightgbm-v1"
+    assert workspace.registry.get_version("lightgbm-v2").status == "archived"
+    actions = [e.action for e in workspace.registry.history("lightgbm")][-3:]
+    assert actions == ["promoted", "archived", "rolled-back"]
+    assert [r.message["X-Retrain-Kind"] for r in server.received[before:]] == [
+        "pending_promotion", "rollback"]
+    assert "smoke check after promotion failed" in server.received[-1].part("text/plain")
+
+
+def test_corrupt_artifact_after_promotion_withdraws_a_first_version(workspace):
+    from retrain.pipeline import deploy_step, evaluate_step, retrain_step
+    from retrain.training import load_training_data
+
+    data = load_training_data(workspace)
+    evaluations = evaluate_step(workspace, retrain_step(workspace, ["lightgbm"], data, "manual"), data)
+    path = workspace.registry.artifact_file(workspace.registry.get_version("lightgbm-v1"))
+    path.write_bytes(path.read_bytes()[:-10])
+    decision = deploy_step(workspace, evaluations)["lightgbm"]
+    assert decision["decision"] == "rolled-back" and "sha256" in decision["reason"]
+    assert workspace.registry.production_version("lightgbm") is None
+    assert workspace.registry.history("lightgbm")[-1].action == "withdrawn"
+
+
+def test_notify_command_flushes_the_outbox(workspace, capsys):
+    from retrain.cli import main
+
+    port = free_port()
+    mail_to(workspace, port)
+    config = str(workspace.settings.base_dir / "retrain.toml")
+    toml = workspace.settings.base_dir / "retrain.toml"
+    toml.write_text(toml.read_text() + f'\n[notifications]\nsmtp_host = "127.0.0.1"\nsmtp_port = {port}\n'
+                    f'email_recipients = ["ml-team@example.com"]\n')
+    NotificationService(workspace=workspace).send_drift_alert(
+        {"lightgbm": {"detected": True, "drifted_features": ["income"], "share": 1.0}})
+    assert main(["--config", config, "notify", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(n["kind"], n["status"]) for n in listed["notifications"]] == [("drift_alert", "pending")]
+    with SmtpServer(port) as server:
+        assert main(["--config", config, "notify", "--flush"]) == 0
+    out = capsys.readouterr().out
+    assert "delivered 1" in out and "sent" in out
+    assert [r.message["X-Retrain-Kind"] for r in server.received] == ["drift_alert"]
