@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from pathlib import Path
 
 from alembic import command
@@ -19,6 +21,20 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK_KEY = 7_341_901  # PostgreSQL advisory lock id for schema upgrades
 
 
+def _enable_wal(cursor) -> None:
+    """Switch a SQLite database to WAL. On a new file several processes may race to do it, and
+    the switch does not wait on the busy timeout, so retry for a while."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def make_engine(url: str, *, immediate: bool = False) -> Engine:
     """An engine for ``url``. With ``immediate`` on SQLite, every transaction takes the write
     lock at BEGIN, so concurrent writers queue (busy timeout) instead of failing on upgrade."""
@@ -30,12 +46,12 @@ def make_engine(url: str, *, immediate: bool = False) -> Engine:
             engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 
             @event.listens_for(engine, "connect")
-            def _on_connect(dbapi_conn, _record):  # pragma: no cover - trivial
+            def _on_connect(dbapi_conn, _record):
                 dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
                 cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA foreign_keys=ON")
                 cur.execute("PRAGMA busy_timeout=60000")
+                cur.execute("PRAGMA foreign_keys=ON")
+                _enable_wal(cur)
                 cur.close()
 
             @event.listens_for(engine, "begin")
