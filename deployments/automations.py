@@ -8,6 +8,10 @@
   ``volume``. prefect.yaml declares the same two triggers on that deployment (``prefect
   deploy`` creates them); both ways give one automation of each name, owned by the
   deployment, however often and in whichever order they are applied.
+- **retrain: mark runs without heartbeats crashed**: a running ``retraining-pipeline`` or
+  ``drift-check`` run whose heartbeats stop (its machine died with its worker, so nobody saw
+  the process end) is marked Crashed after ``--crashed-after`` seconds (default 600, three
+  of Prefect's 180-second heartbeats). This is what the parent flows' heartbeats are for.
 - **retrain: notify on failed or crashed run**: a run of ``retraining-pipeline`` or
   ``drift-check`` that ends Failed or Crashed calls the ``retrain-failure-webhook`` block
   (a Prefect ``Webhook``) with a JSON description of the run. Its URL comes from
@@ -26,7 +30,8 @@ from typing import Any
 from prefect import get_client
 from prefect.blocks.webhook import Webhook
 from prefect.client.orchestration import SyncPrefectClient
-from prefect.events.actions import CallWebhook
+from prefect.client.schemas.objects import StateType
+from prefect.events.actions import CallWebhook, ChangeFlowRunState
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
@@ -40,6 +45,8 @@ DRIFT_CHECK_DEPLOYMENT = f"{DRIFT_CHECK_FLOW}/daily"
 ENTRY_FLOWS = [PIPELINE_FLOW, DRIFT_CHECK_FLOW]  # subflow failures fail these too
 WEBHOOK_BLOCK = "retrain-failure-webhook"
 FAILURE_AUTOMATION = "retrain: notify on failed or crashed run"
+CRASH_AUTOMATION = "retrain: mark runs without heartbeats crashed"
+CRASHED_AFTER = timedelta(minutes=10)
 
 # The model named by the event's resource: its name label, else the id's suffix. Rendered by
 # the server when the automation fires (a single expression keeps its JSON type).
@@ -99,11 +106,38 @@ def failure_automation(webhook_block_id) -> AutomationCore:
     )
 
 
+def crash_detection(crashed_after: timedelta = CRASHED_AFTER) -> AutomationCore:
+    """Prefect's recipe for runs whose process vanished, for our entry flows."""
+    return AutomationCore(
+        name=CRASH_AUTOMATION,
+        description="A retraining-pipeline or drift-check run that stops sending heartbeats "
+                    "without finishing is marked Crashed.",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed",
+                    "prefect.flow-run.Failed", "prefect.flow-run.Cancelled",
+                    "prefect.flow-run.Crashed"},
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={"prefect.resource.role": "flow", "prefect.resource.name": ENTRY_FLOWS},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=crashed_after,
+        ),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED,
+                                    message=f"No heartbeat for {crashed_after.total_seconds():.0f}s: "
+                                            "the process running this flow is gone.")],
+    )
+
+
 def _comparable(automation: AutomationCore) -> dict[str, Any]:
     # The API does not return owner_resource, so it cannot be compared.
     data = automation.model_dump(mode="json", include={"name", "description", "enabled", "trigger",
                                                        "actions"})
     data["trigger"].pop("id", None)
+    for key in ("after", "expect", "for_each"):  # sets: their order is arbitrary
+        if isinstance(data["trigger"].get(key), list):
+            data["trigger"][key] = sorted(data["trigger"][key])
     return data
 
 
@@ -126,19 +160,21 @@ def webhook_url_from_config(config: str | None = None) -> str | None:
         return None
 
 
-def apply(webhook_url: str | None = None, client: SyncPrefectClient | None = None) -> dict[str, Any]:
+def apply(webhook_url: str | None = None, client: SyncPrefectClient | None = None,
+          crashed_after: timedelta = CRASHED_AFTER) -> dict[str, Any]:
     """Create or update the automations; returns what was done, by automation name.
 
     Needs the deployments (``prefect deploy --all`` first).
     """
     if client is None:
         with get_client(sync_client=True) as own_client:
-            return apply(webhook_url, own_client)
+            return apply(webhook_url, own_client, crashed_after)
     done: dict[str, Any] = {}
     deployment = client.read_deployment_by_name(PIPELINE_DEPLOYMENT)
     for trigger in pipeline_triggers():
         trigger.set_deployment_id(deployment.id)
         done[trigger.name] = _upsert(client, trigger.as_automation())
+    done[CRASH_AUTOMATION] = _upsert(client, crash_detection(crashed_after))
     if webhook_url:
         block_id = Webhook(url=webhook_url, method="POST",
                            headers={"Content-Type": "application/json"}).save(WEBHOOK_BLOCK, overwrite=True)
@@ -155,8 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--webhook-url", help="where failure notifications are POSTed "
                                               "(default: [notifications] webhook_url)")
     parser.add_argument("--config", help="retrain.toml (default: RETRAIN_CONFIG or ./retrain.toml)")
+    parser.add_argument("--crashed-after", type=float, default=CRASHED_AFTER.total_seconds(),
+                        metavar="SECONDS", help="mark a run Crashed after this long without a "
+                                                "heartbeat (default: %(default).0f)")
     args = parser.parse_args(argv)
-    done = apply(args.webhook_url or webhook_url_from_config(args.config))
+    done = apply(args.webhook_url or webhook_url_from_config(args.config),
+                 crashed_after=timedelta(seconds=args.crashed_after))
     for name, what in done.items():
         print(f"{name}: {what}")
     return 0

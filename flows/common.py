@@ -8,9 +8,9 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, Iterable, Iterator
 
-from prefect.context import FlowRunContext
+from prefect.context import FlowRunContext, SettingsContext, TagsContext, get_settings_context
 from prefect.events import emit_event
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, Settings
 
 from retrain.config import find_config_path
 from retrain.workspace import Workspace
@@ -71,5 +71,32 @@ def step_settings() -> Iterator[None]:
     per flow. Subflows run in the parent's process, so the parent's heartbeats already show
     whether that process is alive; crash detection loses nothing.
     """
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    context = get_settings_context()
+    with SettingsContext(profile=context.profile, settings=_without_heartbeats(context.settings)):
+        yield
+
+
+_DERIVED: dict[int, tuple[Settings, Settings]] = {}
+
+
+def _without_heartbeats(settings: Settings) -> Settings:
+    # Deriving settings validates the whole model (a tenth of a second or more): once per
+    # settings object is enough.
+    cached = _DERIVED.get(id(settings))
+    if cached is None or cached[0] is not settings:
+        derived = settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+        _DERIVED.clear()  # settings objects change rarely (a profile, a test harness)
+        cached = _DERIVED[id(settings)] = (settings, derived)
+    return cached[1]
+
+
+@contextmanager
+def untagged() -> Iterator[None]:
+    """Run tasks without the ``prefect.tags`` of the surrounding block.
+
+    A tagged task run first acquires a concurrency slot for each tag: one more API call, and
+    on a SQLite-backed server it is often answered 503 (database busy) and retried after
+    two seconds. Our tasks run inside a parent flow run that carries the tags.
+    """
+    with TagsContext(current_tags=set()):
         yield

@@ -19,7 +19,7 @@ from prefect.context import FlowRunContext
 from prefect.runtime import flow_run as current_run
 
 from flows import dashboard
-from flows.common import emit, run_tags, step_settings, tag_current_run, workspace
+from flows.common import emit, run_tags, step_settings, tag_current_run, untagged, workspace
 from retrain import pipeline as steps
 from retrain.drift_check import drift_event
 from retrain.training import TrainingData, load_training_data
@@ -153,10 +153,12 @@ def retraining_pipeline(models: list[str] | None = None, force: bool = False,
     names = ws.model_names(models)
     started = steps._now()
     tag_current_run(run_tags(names, reason))
+    # Subflows carry the run's tags; tasks do not (see flows.common.untagged).
     with tags(*run_tags(names, reason)), step_settings():
         before = {n: (v.version_id if (v := ws.registry.production_version(n)) else None)
                   for n in names}
-        flush_notifications(config)
+        with untagged():
+            flush_notifications(config)
         drift = check_drift(names, config, announce=False)
         volume = check_data_volume(names, config, announce=False)
         if check_performance_trigger is None:
@@ -168,9 +170,11 @@ def retraining_pipeline(models: list[str] | None = None, force: bool = False,
         trained = evaluations = decisions = data_summary = None
         if not to_train:
             logger.info("no trigger fired: skipping retraining")
-            skip_retrain(triggers, names, config)
+            with untagged():
+                skip_retrain(triggers, names, config)
         else:
-            data = load_new_data(config)
+            with untagged():
+                data = load_new_data(config)
             data_summary = data.summary()
             trained = retrain_models(to_train, data, reason, config)
             evaluations = evaluate_models(trained, data, config)

@@ -292,6 +292,9 @@ def compute_drift(reference: Any, current: Any, *, methods: Sequence[str] | None
     if isinstance(reference, ReferenceProfile):
         schema = reference.schema if features is None else Schema(
             tuple(features), tuple(f for f in features if f in reference.schema.categorical))
+        absent = [f for f in schema.features if f not in reference.features]
+        if absent:
+            raise DataValidationError(absent[0], "feature is not in the reference profile")
         ref_samples, reference_rows = reference.features, reference.rows
     else:
         reference = _to_polars(reference, "reference")

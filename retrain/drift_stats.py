@@ -157,20 +157,29 @@ def ks_statistic(reference: NumericSample, current: NumericSample) -> float:
     value and the most negative one. Between two reference values ``F1`` is constant and
     ``F2`` can only grow, so the largest value is reached at a (distinct) reference value;
     likewise the most negative one at a current value. Evaluating the same float expressions
-    there gives scipy's number bit for bit, with one ``searchsorted`` per side. (In its exact
-    mode, n <= 10 000, scipy then rounds the statistic to a multiple of 1/lcm(n1, n2); that
-    mode is left to scipy, see ``ks_pvalue``.)
+    there gives scipy's number bit for bit. One ``searchsorted`` (current into reference) gives
+    both CDFs at both sets of points. (In its exact mode, n <= 10 000, scipy then rounds the
+    statistic to a multiple of 1/lcm(n1, n2); that mode is left to scipy, see ``ks_pvalue``.)
     """
     n1, n2 = reference.n, current.n
     u1, c1 = reference.distinct()
     u2, c2 = current.distinct()
-    above = c1 / n1
-    above -= np.searchsorted(current.values, u1, side="right") / n2
-    max_s = float(above.max())
-    del above
-    below = np.searchsorted(reference.values, u2, side="right") / n1
-    below -= c2 / n2
-    min_s = float(np.clip(-below.min(), 0, 1))
+    # below[j]: distinct reference values strictly below u2[j]
+    m = u1.shape[0]
+    below = np.searchsorted(u1, u2, side="left")
+    # F2 at u1[k] = current values whose `below` is at most k
+    weights = None if c2.shape[0] == n2 else np.diff(c2, prepend=0)  # ties: count them
+    f2 = np.cumsum(np.bincount(below, weights=weights, minlength=m + 1)[:m])
+    largest = c1 / n1
+    largest -= f2 / n2
+    max_s = float(largest.max())
+    del largest, f2
+    # F1 at u2[j] = reference values at or below it (u2[j] itself may be a reference value)
+    below += np.append(u1, np.inf)[below] == u2
+    f1 = np.append(0, c1)[below]
+    smallest = f1 / n1
+    smallest -= c2 / n2
+    min_s = float(np.clip(-smallest.min(), 0, 1))
     return min_s if min_s > max_s else max_s
 
 

@@ -138,8 +138,11 @@ def fit_model(kind: str, params: dict[str, Any], train: pl.DataFrame, schema: Sc
                             ("model", LogisticRegression(random_state=seed, **params))]).fit(X, y)
         else:
             import lightgbm as lgb
+            # Threads only pay off on large windows; on a busy machine OpenMP threads that
+            # spin-wait for each other make small fits many times slower.
+            threads = 1 if X.shape[0] < 50_000 else 2
             lgb_params = {"objective": "binary", "seed": seed, "deterministic": True,
-                          "force_row_wise": True, "num_threads": 2, **params}
+                          "force_row_wise": True, "num_threads": threads, **params}
             rounds = int(lgb_params.pop("n_estimators", 100))
             dataset = lgb.Dataset(X, label=y, feature_name=[f"f{i}" for i in range(X.shape[1])],
                                   categorical_feature=cat_idx or "auto", free_raw_data=True)

@@ -87,7 +87,11 @@ def plan_retraining(ws: Workspace, models: list[str], triggers: dict[str, Any],
 def skip_reason(name: str, triggers: dict[str, Any]) -> str:
     drift = triggers["drift"]["models"][name]
     volume = triggers["volume"]["models"][name]
-    drift_note = drift["note"] or f"drift share {drift['share']:.2f}"
+    rule = drift.get("decision") or "share"
+    drift_note = drift["note"] or (
+        f"drift share {drift['share']:.2f}" if rule == "share"
+        else f"{rule}: {len(drift['drifted_features'])} of {len(drift.get('features') or [])} "
+             "features drifted")
     parts = [f"no drift ({drift_note})",
              f"{volume['new_rows']} new rows < {volume['threshold']}"]
     if "performance" in triggers:

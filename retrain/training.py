@@ -112,7 +112,7 @@ def _profile_bytes(ws: Workspace, data: TrainingData, holdout_proba, holdout_lab
     try:
         profile = with_holdout(data.window_profile(ws), holdout_proba, holdout_labels)
         return profile.to_bytes()
-    except (RetrainError, ValueError, OSError) as exc:
+    except (RetrainError, ValueError, OSError, pl.exceptions.PolarsError) as exc:
         log.warning("no drift reference profile stored (checks will read the reference "
                     "window instead): %s", exc)
         return None

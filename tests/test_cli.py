@@ -362,7 +362,10 @@ def test_config_from_another_working_directory(ran, tmp_path, monkeypatch):
     assert {m["name"]: m["production_version"] for m in models["models"]} == {
         n: ran.second["models"][n]["production_version_after"] for n in MODELS}
     # [data] source = "data" resolves against the file's folder: the drift check reads it.
-    drift = call_json("--config", relative, "drift", "--json")
+    checked = call("--config", relative, "drift", "--json")
+    drift = json.loads(checked.out)
+    # Exit status 1 means drift was found, 0 none.
+    assert checked.rc == (1 if any(d["detected"] for d in drift["models"].values()) else 0)
     assert set(drift["models"]) == set(MODELS)
     for name, d in drift["models"].items():
         if ran.second["models"][name]["decision"] == "promoted":  # trained on the newest rows

@@ -20,6 +20,7 @@ Everything started is stopped afterwards, also when a test fails.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -44,7 +45,8 @@ PIPELINE = "retraining-pipeline/monthly"
 DRIFT_CHECK = "drift-check/daily"
 MODELS = ("random_forest", "lightgbm")
 TIMEZONE = "Europe/Amsterdam"  # not the default, to show that it is taken from the config
-AUTOMATIONS = ("retrain on drift", "retrain on volume", "retrain: notify on failed or crashed run")
+AUTOMATIONS = ("retrain on drift", "retrain on volume", "retrain: mark runs without heartbeats crashed",
+               "retrain: notify on failed or crashed run")
 RUN_TIMEOUT = 240
 
 
@@ -262,7 +264,8 @@ def test_3_monthly_schedule_and_its_next_run(stack):
     assert first.parameters["reason"] == "schedule"
 
 
-def test_4_a_failed_run_calls_the_failure_webhook(stack):
+def test_4a_a_failed_run_calls_the_failure_webhook(stack):
+    """A run that fails (an unknown model: a user's mistake) calls the webhook."""
     drift_check = stack.client.read_deployment_by_name(DRIFT_CHECK)
     run = stack.client.create_flow_run_from_deployment(drift_check.id,
                                                        parameters={"models": ["no_such_model"]})
@@ -278,6 +281,31 @@ def test_4_a_failed_run_calls_the_failure_webhook(stack):
 
 def registrations(config: Path, model: str) -> int:
     return sum(e.action == "registered" for e in Workspace.open(config).registry.history(model))
+
+
+def test_4b_a_run_whose_heartbeats_stop_is_crashed_and_reported(stack):
+    """A run whose process vanished (a heartbeat, then silence) is marked Crashed by the
+    crash-detection automation, and the failure automation reports it."""
+    from deployments.automations import apply
+    from flows.drift_check import drift_check
+    from prefect.states import Running
+
+    run = stack.client.create_flow_run(drift_check, state=Running())
+    apply(client=stack.client, crashed_after=timedelta(seconds=10))
+    try:
+        stack.server.cli("event", "emit", "prefect.flow-run.heartbeat",
+                         "--resource-id", f"prefect.flow-run.{run.id}",
+                         "--resource", f"prefect.resource.name={run.name}",
+                         "--related", json.dumps([{"prefect.resource.id": f"prefect.flow.{run.flow_id}",
+                                                   "prefect.resource.role": "flow",
+                                                   "prefect.resource.name": "drift-check"}]))
+        body = stack.hook.wait_for(lambda b: b.get("flow_run_id") == str(run.id), timeout=60)
+    finally:
+        apply(client=stack.client)  # back to the default, before real runs start again
+    assert body is not None, f"no webhook call for the silent run" + stack.fail_note()
+    assert body["state"] == "Crashed" and body["event"] == "retrain.run.crashed"
+    assert "No heartbeat for 10s" in body["message"]
+    assert stack.client.read_flow_run(run.id).state_type.value == "CRASHED"
 
 
 def test_5_two_drift_events_for_one_model_never_overlap(stack):

@@ -57,10 +57,11 @@ def pipeline(harness, monkeypatch):
     monkeypatch.setenv("RETRAIN_ACTOR", ACTOR)
     for key in [k for k in os.environ if k.startswith("RETRAIN_") and "__" in k]:
         monkeypatch.delenv(key)
+    from flows import common
     from flows import pipeline as flows
-    flows._open_workspace.cache_clear()
+    common._open_workspace.cache_clear()
     yield flows
-    flows._open_workspace.cache_clear()
+    common._open_workspace.cache_clear()
 
 
 # Reading back what Prefect recorded -------------------------------------------------------
@@ -179,25 +180,53 @@ def test_bootstrap_then_drift_then_skip(pipeline, client, make_workspace, drift_
     assert "promoted" in {m["decision"] for m in doc2["models"].values()}
 
     children = assert_nested(client, run2, RETRAIN_STEPS)
-    assert {"reason:schedule", "model:lightgbm", "model:random_forest"} <= set(children["retrain-models"].tags)
+    tags = {"reason:schedule", "model:lightgbm", "model:random_forest"}
+    assert tags <= set(children["retrain-models"].tags)
+    parent = client.read_flow_run(run2)
+    assert tags <= set(parent.tags) and parent.name == "all models (schedule)"
 
-    detected = wait_for_events(client, "retrain.drift.detected", children["check-drift"].id, len(MODELS))
-    assert sorted(e.resource.id for e in detected) == sorted(f"retrain.model.{n}" for n in MODELS)
-    for event in detected:
+    # The pipeline acts on the drift itself: it reports it as checked, not as "detected"
+    # (which would start another run through the automation).
+    checked = wait_for_events(client, "retrain.drift.checked", children["check-drift"].id, len(MODELS))
+    assert sorted(e.resource.id for e in checked) == sorted(f"retrain.model.{n}" for n in MODELS)
+    for event in checked:
+        assert event.resource.name in MODELS
         assert event.payload["detected"] is True and event.payload["drifted_features"]
+        assert event.payload["share"] > 0 and event.payload["current_rows"] > 0
+    assert not wait_for_events(client, "retrain.drift.detected", children["check-drift"].id, 1, timeout=2)
+    registered = wait_for_events(client, "retrain.model.registered", children["retrain-models"].id, len(MODELS))
+    for event in registered:
+        assert event.payload["reason"] == "schedule" and event.payload["metrics"]["roc_auc"] > 0
+        assert event.payload["data"]["train_rows"] > 0
     for name, entry in doc2["models"].items():
         event_name = f"retrain.model.{entry['decision']}"
         decided = wait_for_events(client, event_name, children["deploy-models"].id, 1)
-        assert f"retrain.model.{name}" in {e.resource.id for e in decided}, event_name
+        (event,) = [e for e in decided if e.resource.id == f"retrain.model.{name}"]
+        assert event.payload["relative_improvement"] == entry["relative_improvement"]
+        assert event.payload["threshold"] == 0.05
+        assert event.payload["metrics"]["production"]["roc_auc"] == entry["metrics"]["production"]["roc_auc"]
 
-    summary = artifact(client, "retraining-summary", children["send-notifications"].id)
+    notifications = children["send-notifications"].id
+    summary = artifact(client, "retraining-summary", notifications)
     assert summary.type == "markdown"
     assert summary.data.startswith("# Retraining run: schedule")
     assert "drift:  DETECTED" in summary.data
     for name, entry in doc2["models"].items():
         assert f"{name}-v2" in summary.data and entry["decision"].upper() in summary.data
-    evaluation = artifact(client, "model-evaluation", children["evaluate-models"].id)
-    assert "roc_auc **(primary)**" in evaluation.data
+        key = name.replace("_", "-")
+        model_summary = artifact(client, f"retrain-summary-{key}", notifications).data
+        assert model_summary.startswith(f"# {name}: {entry['decision'].upper()}")
+        assert "roc_auc **(primary)**" in model_summary and "| drift |" in model_summary
+        assert "drift report (Evidently HTML)" in model_summary
+        metrics = artifact(client, f"retrain-metrics-{key}", notifications)
+        rows = json.loads(metrics.data)
+        primary = next(r for r in rows if r["primary"])
+        assert primary["metric"] == "roc_auc"
+        assert primary["candidate"] == round(entry["metrics"]["candidate"]["roc_auc"], 4)
+        assert primary["production"] == round(entry["metrics"]["production"]["roc_auc"], 4)
+        report = artifact(client, f"retrain-report-{key}", notifications)
+        path = Path(report.data.split("(file://", 1)[1].split(")", 1)[0])
+        assert path.is_file() and path.read_text().startswith(f"# {name}:")
 
     # Run 3: nothing new since the last training window, so every model is skipped.
     before = registry_snapshot(config)[0]
@@ -214,6 +243,41 @@ def test_bootstrap_then_drift_then_skip(pipeline, client, make_workspace, drift_
     assert "skip-retrain" in task_run_names(client, run3)
     skipped = wait_for_events(client, "retrain.pipeline.skipped", run3, len(MODELS))
     assert sorted(e.resource.id for e in skipped) == sorted(f"retrain.model.{n}" for n in MODELS)
+    for event in skipped:
+        assert event.payload["new_rows"] == 0 and event.payload["volume_threshold"] == 1000
+        assert event.payload["drift_detected"] is False
+        assert event.payload["reason"].startswith("no trigger fired")
+
+
+# The daily drift check ----------------------------------------------------------------------
+
+def test_drift_check_announces_what_needs_retraining_and_changes_nothing(
+        pipeline, client, make_workspace, drift_month):
+    from flows.drift_check import drift_check
+    ws = make_workspace()
+    config = ws.settings.base_dir / "retrain.toml"
+    run_pipeline(ws)  # production versions, without Prefect
+    drift_month(ws)
+    before = registry_snapshot(config)
+
+    state = drift_check(config=str(config), return_state=True)
+    assert state.is_completed(), state
+    result = state.result()
+    assert {n: result["drift"][n]["detected"] for n in MODELS} == {n: True for n in MODELS}
+    assert registry_snapshot(config) == before  # no version, status or audit event changed
+
+    run_id = state.state_details.flow_run_id
+    children = assert_nested(client, run_id, {"check-drift", "check-data-volume"})
+    detected = wait_for_events(client, "retrain.drift.detected", children["check-drift"].id, len(MODELS))
+    assert sorted(e.resource.name for e in detected) == sorted(MODELS)
+    assert all(e.payload["detected"] and e.payload["drifted_features"] for e in detected)
+    volume = wait_for_events(client, "retrain.volume.threshold-met", children["check-data-volume"].id,
+                             len(MODELS))
+    assert {(e.resource.name, e.payload["new_rows"], e.payload["threshold"]) for e in volume} == {
+        (n, 2000, 1000) for n in MODELS}
+    drift_table = artifact(client, "retrain-drift-lightgbm", run_id)
+    assert drift_table.data.startswith("# lightgbm: drift and volume") and "| drift |" in drift_table.data
+    assert {"model:lightgbm", "model:random_forest"} <= set(client.read_flow_run(run_id).tags)
 
 
 # Invalid data -----------------------------------------------------------------------------

@@ -76,4 +76,5 @@ def send_webhook(config: NotificationsConfig, message: Notification) -> None:
 
 
 def send_log(_config: NotificationsConfig, message: Notification) -> None:
-    log.info("notification [%s] %s\n%s", message.kind, message.subject, message.body_text)
+    log.info("notification: %s", message.subject)
+    log.debug("%s", message.body_text)
