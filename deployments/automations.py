@@ -8,12 +8,12 @@
   ``volume``. prefect.yaml declares the same two triggers on that deployment (``prefect
   deploy`` creates them); both ways give one automation of each name, owned by the
   deployment, however often and in whichever order they are applied.
-- **retrain: mark runs without heartbeats crashed**: a running ``retraining-pipeline`` or
-  ``drift-check`` run whose heartbeats stop (its machine died with its worker, so nobody saw
+- **retrain: mark runs without heartbeats crashed**: a running ``retraining-pipeline``,
+  ``drift-check`` or ``rollback-model`` run whose heartbeats stop (its machine died with its worker, so nobody saw
   the process end) is marked Crashed after ``--crashed-after`` seconds (default 600, three
   of Prefect's 180-second heartbeats). This is what the parent flows' heartbeats are for.
-- **retrain: notify on failed or crashed run**: a run of ``retraining-pipeline`` or
-  ``drift-check`` that ends Failed or Crashed calls the ``retrain-failure-webhook`` block
+- **retrain: notify on failed or crashed run**: a run of ``retraining-pipeline``,
+  ``drift-check`` or ``rollback-model`` that ends Failed or Crashed calls the ``retrain-failure-webhook`` block
   (a Prefect ``Webhook``) with a JSON description of the run. Its URL comes from
   ``--webhook-url`` or ``[notifications] webhook_url``; without one this automation is left
   out (and says so).
@@ -42,7 +42,8 @@ PIPELINE_FLOW = "retraining-pipeline"
 PIPELINE_DEPLOYMENT = f"{PIPELINE_FLOW}/monthly"
 DRIFT_CHECK_FLOW = "drift-check"
 DRIFT_CHECK_DEPLOYMENT = f"{DRIFT_CHECK_FLOW}/daily"
-ENTRY_FLOWS = [PIPELINE_FLOW, DRIFT_CHECK_FLOW]  # subflow failures fail these too
+# The flows people and schedules start (a failing subflow fails its parent too).
+ENTRY_FLOWS = [PIPELINE_FLOW, DRIFT_CHECK_FLOW, "rollback-model"]
 WEBHOOK_BLOCK = "retrain-failure-webhook"
 FAILURE_AUTOMATION = "retrain: notify on failed or crashed run"
 CRASH_AUTOMATION = "retrain: mark runs without heartbeats crashed"
@@ -52,8 +53,11 @@ CRASHED_AFTER = timedelta(minutes=10)
 # the server when the automation fires (a single expression keeps its JSON type).
 MODEL_FROM_EVENT = "{{ (event.resource.name or event.resource.id | replace('retrain.model.', '')) }}"
 
-# The webhook's body: JSON, rendered by the server with the run that failed.
+# The webhook's body: JSON, rendered by the server with the run that failed; "text" makes it
+# readable by Slack-compatible receivers (like [notifications] webhook_url).
 FAILURE_PAYLOAD = """{
+  "text": {{ ("retrain: " ~ flow.name ~ " run " ~ flow_run.name ~ " " ~ flow_run.state.name ~ ": "
+             ~ (flow_run.state.message or "no message")) | tojson }},
   "event": "retrain.run.{{ flow_run.state.name | lower }}",
   "flow": "{{ flow.name }}",
   "flow_run": "{{ flow_run.name }}",
@@ -91,7 +95,7 @@ def pipeline_triggers() -> list[DeploymentEventTrigger]:
 def failure_automation(webhook_block_id) -> AutomationCore:
     return AutomationCore(
         name=FAILURE_AUTOMATION,
-        description="A Failed or Crashed run of retraining-pipeline or drift-check calls the "
+        description=f"A Failed or Crashed run of {', '.join(ENTRY_FLOWS)} calls the "
                     f"{WEBHOOK_BLOCK} webhook.",
         trigger=EventTrigger(
             expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
@@ -110,8 +114,8 @@ def crash_detection(crashed_after: timedelta = CRASHED_AFTER) -> AutomationCore:
     """Prefect's recipe for runs whose process vanished, for our entry flows."""
     return AutomationCore(
         name=CRASH_AUTOMATION,
-        description="A retraining-pipeline or drift-check run that stops sending heartbeats "
-                    "without finishing is marked Crashed.",
+        description=f"A {', '.join(ENTRY_FLOWS)} run that stops sending heartbeats without "
+                    "finishing is marked Crashed.",
         trigger=EventTrigger(
             after={"prefect.flow-run.heartbeat"},
             expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed",

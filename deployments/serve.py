@@ -1,33 +1,53 @@
-"""Serve the retraining pipeline from this process, on the schedule in ``retrain.toml``.
+"""Serve retrain's two deployments from this process, without a work pool or worker.
 
     RETRAIN_CONFIG=/path/to/retrain.toml python -m deployments.serve
 
-An alternative to ``prefect deploy`` + a worker for a single machine: the process registers the
-``retraining-pipeline/monthly`` deployment (cron and timezone from ``[schedule]``) and runs its
-flow runs itself until stopped.
+An alternative to ``prefect deploy`` + a worker for a single machine: the process registers
+``retraining-pipeline/monthly`` (cron and timezone from ``[schedule]``, the drift and volume
+triggers, one run at a time) and ``drift-check/daily``, and runs their flow runs itself until
+stopped. The deployments have the same names as in prefect.yaml: use one way or the other.
+Apply the failure and crash automations with ``python -m deployments.automations``.
 """
 
 from __future__ import annotations
 
 import os
 
-from prefect.schedules import Cron
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "retrain")
 
-from flows.pipeline import retraining_pipeline
-from retrain.config import find_config_path, load_config
+from prefect import serve  # noqa: E402
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy  # noqa: E402
+from prefect.schedules import Cron  # noqa: E402
+
+from deployments.automations import pipeline_triggers  # noqa: E402
+from deployments.steps import DRIFT_CHECK_CRON  # noqa: E402
+from flows.drift_check import drift_check  # noqa: E402
+from flows.pipeline import retraining_pipeline  # noqa: E402
+from retrain.config import find_config_path, load_config  # noqa: E402
 
 
 def main() -> None:
     config_path = str(find_config_path())
-    settings = load_config(config_path)
-    retraining_pipeline.serve(
-        name="monthly",
-        schedules=[Cron(settings.schedule.cron, timezone=settings.schedule.timezone)],
-        parameters={"reason": "schedule", "config": config_path},
-        tags=["retrain"],
+    schedule = load_config(config_path).schedule
+    serve(
+        retraining_pipeline.to_deployment(
+            name="monthly",
+            schedules=[Cron(schedule.cron, timezone=schedule.timezone)],
+            parameters={"reason": "schedule", "config": config_path},
+            triggers=pipeline_triggers(),
+            concurrency_limit=ConcurrencyLimitConfig(
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
+            tags=["retrain"],
+        ),
+        drift_check.to_deployment(
+            name="daily",
+            schedules=[Cron(DRIFT_CHECK_CRON, timezone=schedule.timezone)],
+            parameters={"config": config_path},
+            tags=["retrain"],
+        ),
     )
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     main()

@@ -1,8 +1,8 @@
 """Deploy-time values for ``prefect.yaml``, read from the workspace's ``retrain.toml``.
 
 ``prefect deploy`` runs :func:`retrain_settings` as a build step (``id: retrain``); the
-deployments then use ``{{ retrain.cron }}``, ``{{ retrain.timezone }}``, ``{{ retrain.env }}``
-and ``{{ retrain.project_dir }}``. So the schedule has one home, ``[schedule]`` in
+deployments then use ``{{ retrain.cron }}``, ``{{ retrain.timezone }}``,
+``{{ retrain.drift_check_cron }}``, ``{{ retrain.env }}`` and ``{{ retrain.project_dir }}``. So the schedule has one home, ``[schedule]`` in
 retrain.toml (or its environment overrides such as ``RETRAIN_SCHEDULE__TIMEZONE``), for
 ``prefect deploy`` and ``python -m deployments.serve`` alike.
 """
@@ -20,6 +20,8 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 # The worker's flow processes log the library's progress to the dashboard too.
 FLOW_ENV = {"PREFECT_LOGGING_EXTRA_LOGGERS": "retrain"}
+# The daily drift check, in [schedule] timezone: before the monthly run's 03:00.
+DRIFT_CHECK_CRON = "0 2 * * *"
 
 
 def retrain_settings(config: str | None = None) -> dict[str, Any]:
@@ -42,5 +44,6 @@ def retrain_settings(config: str | None = None) -> dict[str, Any]:
         env[ENV_CONFIG] = str(path)
         where = f"workspace {path}"
     print(f"retrain: {where}; cron {schedule.cron!r} in {schedule.timezone}")
-    return {"cron": schedule.cron, "timezone": schedule.timezone, "env": env,
+    return {"cron": schedule.cron, "timezone": schedule.timezone, "drift_check_cron": DRIFT_CHECK_CRON,
+            "env": env,
             "config": env.get(ENV_CONFIG, ""), "project_dir": str(PROJECT_DIR)}

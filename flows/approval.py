@@ -11,7 +11,7 @@ from uuid import UUID
 
 from prefect import get_client
 from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterParentFlowRunId,
-                                            FlowRunFilterStateType)
+                                            FlowRunFilterState, FlowRunFilterStateType)
 from prefect.client.schemas.objects import StateType
 from prefect.exceptions import FlowPauseTimeout, ObjectNotFound
 from prefect.flow_runs import pause_flow_run, resume_flow_run
@@ -71,7 +71,7 @@ def _paused_run(run_id: str) -> UUID:
             return run.id
         children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id]),
-            state=FlowRunFilterStateType(any_=[StateType.PAUSED])))
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
         if not children:
             raise RetrainError(f"flow run {run_id} is not waiting for an approval "
                                f"(state {run.state.name if run.state else 'unknown'})")

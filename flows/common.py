@@ -69,25 +69,24 @@ def step_settings() -> Iterator[None]:
 
     A synchronous flow joins its heartbeat thread when it ends, which costs up to a second
     per flow. Subflows run in the parent's process, so the parent's heartbeats already show
-    whether that process is alive; crash detection loses nothing.
+    whether that process is alive: crash detection (deployments/automations.py) loses nothing.
     """
     context = get_settings_context()
     with SettingsContext(profile=context.profile, settings=_without_heartbeats(context.settings)):
         yield
 
 
-_DERIVED: dict[int, tuple[Settings, Settings]] = {}
+_derived: tuple[Settings, Settings] | None = None  # (settings, the same without heartbeats)
 
 
 def _without_heartbeats(settings: Settings) -> Settings:
     # Deriving settings validates the whole model (a tenth of a second or more): once per
-    # settings object is enough.
-    cached = _DERIVED.get(id(settings))
-    if cached is None or cached[0] is not settings:
-        derived = settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
-        _DERIVED.clear()  # settings objects change rarely (a profile, a test harness)
-        cached = _DERIVED[id(settings)] = (settings, derived)
-    return cached[1]
+    # settings object (a profile, a test harness) is enough.
+    global _derived
+    if _derived is None or _derived[0] is not settings:
+        _derived = (settings, settings.copy_with_update(
+            updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
+    return _derived[1]
 
 
 @contextmanager

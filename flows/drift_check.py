@@ -13,13 +13,18 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from prefect.runtime import flow_run as current_run
 
 from flows import dashboard
 from flows.common import step_settings, tag_current_run, workspace
 from flows.pipeline import check_data_volume, check_drift
 
 
-@flow(name="drift-check", log_prints=True)
+def _run_name() -> str:
+    return f"drift check: {', '.join(current_run.parameters.get('models') or ['all models'])}"
+
+
+@flow(name="drift-check", log_prints=True, flow_run_name=_run_name)
 def drift_check(models: list[str] | None = None, config: str | None = None) -> dict[str, Any]:
     """Check drift and data volume for every model (or ``models``) and announce what needs
     retraining as events."""

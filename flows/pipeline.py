@@ -19,6 +19,7 @@ from prefect.context import FlowRunContext
 from prefect.runtime import flow_run as current_run
 
 from flows import dashboard
+from flows.approval import prefect_approver
 from flows.common import emit, run_tags, step_settings, tag_current_run, untagged, workspace
 from retrain import pipeline as steps
 from retrain.drift_check import drift_event
@@ -28,7 +29,8 @@ from retrain.training import TrainingData, load_training_data
 @flow(name="check-drift", log_prints=True)
 def check_drift(models: list[str] | None = None, config: str | None = None,
                 announce: bool = True) -> dict[str, dict]:
-    """KS and PSI (Evidently) between each production model's training data and newer rows.
+    """Drift of the rows newer than each production model's training window against its
+    reference (``[drift]`` methods and decision rule).
 
     Emits ``retrain.drift.detected`` for each drifted model when ``announce`` (automations
     turn it into a retraining run), else ``retrain.drift.checked``; the payload has the
@@ -109,18 +111,25 @@ def evaluate_models(trained: dict[str, dict], data: TrainingData,
     return steps.evaluate_step(workspace(config), trained, data)
 
 
+DECISION_EVENTS = {"promoted": "retrain.model.promoted", "bootstrapped": "retrain.model.promoted",
+                   "rejected": "retrain.model.rejected",
+                   "rolled-back": "retrain.model.rolled-back"}  # the smoke check after the switch failed
+
+
 @flow(name="deploy-models")
 def deploy_models(evaluations: dict[str, dict], config: str | None = None) -> dict[str, dict]:
-    """Promote candidates that are enough better than production; reject the others."""
+    """Promote candidates that are enough better than production; reject the others. Where
+    approval is required, the run pauses until a person answers (``flows.approval``)."""
     ws = workspace(config)
-    decisions = steps.deploy_step(ws, evaluations)
+    approver = prefect_approver(ws.settings.promotion.approval_timeout_hours)
+    decisions = steps.deploy_step(ws, evaluations, approver=approver)
     threshold = ws.settings.promotion.min_relative_improvement
     for name, decision in decisions.items():
-        if decision["decision"] == "failed":  # nothing changed; the run document says why
-            continue
-        event = "retrain.model.rejected" if decision["decision"] == "rejected" else "retrain.model.promoted"
-        emit(event, name, {**decision, "metric": evaluations[name]["metric"],
-                           "metrics": evaluations[name]["metrics"], "threshold": threshold})
+        # failed or awaiting-approval: production is as it was; the run document says why.
+        event = DECISION_EVENTS.get(decision["decision"])
+        if event:
+            emit(event, name, {**decision, "metric": evaluations[name]["metric"],
+                               "metrics": evaluations[name]["metrics"], "threshold": threshold})
     return decisions
 
 

@@ -46,3 +46,15 @@ def drift_month():
         return append_drifted_month(ws.settings.base_dir, index=months, rows=rows)
 
     return _append
+
+
+@pytest.fixture(scope="session")
+def harness():
+    """One Prefect test server for the whole session (it takes several seconds to start)."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+    with prefect_test_harness(server_startup_timeout=120):
+        # No crash-detection heartbeats: each synchronous flow call would wait up to a second
+        # for its heartbeat thread, and a pipeline run is seven flows.
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield PREFECT_API_URL.value()

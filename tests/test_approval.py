@@ -11,10 +11,11 @@ pytestmark = pytest.mark.slow
 
 
 def _paused_runs(client):
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStateType
+    from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterState,
+                                                FlowRunFilterStateType)
     from prefect.client.schemas.objects import StateType
     return client.read_flow_runs(flow_run_filter=FlowRunFilter(
-        state=FlowRunFilterStateType(any_=[StateType.PAUSED])))
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
 
 
 def _wait_for_pause(client, thread, timeout=120):

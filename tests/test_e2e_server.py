@@ -13,14 +13,19 @@ is duplicated), and a process worker runs the flow runs. Then the issue's five c
 4. a failed run calls the failure webhook (a real HTTP receiver on loopback);
 5. two drift events for one model in quick succession give two runs that never overlap.
 
+4b. a run whose heartbeats stop is marked Crashed, and the webhook hears of it too.
+
 PostgreSQL: ``prefect deploy --all`` and the automations against a server backed by a
 throwaway PostgreSQL database (skipped, with the reason, when PostgreSQL does not answer).
-Everything started is stopped afterwards, also when a test fails.
+Everything started is stopped afterwards, also when a test fails. The first tests need no
+server: prefect.yaml and the automations in code agree, and the deploy step reads the
+schedule from retrain.toml.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -38,7 +43,7 @@ from prefect_server import PROJECT_DIR, PrefectServer, WebhookReceiver, prefect_
 from retrain.demo import append_drifted_month, write_workspace
 from retrain.workspace import Workspace
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow
 
 POOL = "retrain-pool"
 PIPELINE = "retraining-pipeline/monthly"
@@ -177,8 +182,90 @@ def drift_once(config: Path) -> None:
         append_drifted_month(config.parent, index=4, rows=2000)
 
 
+# Without a server -----------------------------------------------------------------------
+
+def test_prefect_yaml_declares_the_triggers_defined_in_code():
+    import yaml
+    from pydantic import TypeAdapter
+    from prefect.events.schemas.deployment_triggers import DeploymentTriggerTypes
+    from deployments.automations import pipeline_triggers
+
+    spec = yaml.safe_load((PROJECT_DIR / "prefect.yaml").read_text())
+    deployments = {d["name"]: d for d in spec["deployments"]}
+    monthly = deployments["monthly"]
+    adapter = TypeAdapter(DeploymentTriggerTypes)
+
+    def comparable(trigger) -> dict:
+        data = trigger.model_dump(mode="json")
+        return {k: sorted(v) if isinstance(v, list) else v for k, v in data.items()}
+
+    assert ([comparable(adapter.validate_python(t)) for t in monthly["triggers"]]
+            == [comparable(t) for t in pipeline_triggers()])
+    assert monthly["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
+    assert monthly["entrypoint"] == "flows/pipeline.py:retraining_pipeline"
+    assert monthly["parameters"] == {"reason": "schedule"}
+    assert deployments["daily"]["entrypoint"] == "flows/drift_check.py:drift_check"
+    assert {d["work_pool"]["name"] for d in deployments.values()} == {POOL}
+
+
+@pytest.mark.parametrize("resource", [
+    {"prefect.resource.id": "retrain.model.lightgbm", "prefect.resource.name": "lightgbm"},
+    {"prefect.resource.id": "retrain.model.lightgbm"},  # e.g. emitted by hand without a name
+])
+def test_the_triggered_run_gets_the_model_of_the_event(resource):
+    """The trigger's parameters rendered as the server renders them when it fires."""
+    import copy
+    from prefect.server.events.actions import RunDeployment
+    from prefect.server.events.schemas.events import ReceivedEvent
+    from prefect.utilities.schema_tools.hydration import HydrationContext, hydrate
+    from deployments.automations import pipeline_triggers
+
+    event = ReceivedEvent(occurred=datetime.now(timezone.utc), event="retrain.drift.detected",
+                          resource=resource, id="0194fa58-8ac3-7a08-8a50-3c3a4d3c2a9a")
+    rendered = {}
+    for trigger in pipeline_triggers():
+        parameters = copy.deepcopy(trigger.parameters)
+        RunDeployment._upgrade_v1_templates(parameters)
+        RunDeployment._register_filters_if_needed()
+        rendered[trigger.name] = hydrate(parameters, HydrationContext(
+            render_jinja=True, jinja_context={"event": event}, raise_on_error=True))
+    assert rendered == {"retrain on drift": {"models": ["lightgbm"], "reason": "drift"},
+                        "retrain on volume": {"models": ["lightgbm"], "reason": "volume"}}
+
+
+def test_the_deploy_step_reads_the_schedule_from_retrain_toml(tmp_path, monkeypatch):
+    from deployments.steps import retrain_settings
+    from retrain.errors import ConfigError
+
+    for key in [k for k in os.environ if k.startswith("RETRAIN")]:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    default = retrain_settings()  # no retrain.toml here: the default schedule, no RETRAIN_CONFIG
+    assert (default["cron"], default["timezone"]) == ("0 3 1 * *", "UTC")
+    assert "RETRAIN_CONFIG" not in default["env"] and default["project_dir"] == str(PROJECT_DIR)
+
+    config = write_workspace(tmp_path / "ws", months=1, rows_per_month=50, trees=5)
+    config.write_text(config.read_text() + '\n[schedule]\ncron = "30 4 2 * *"\ntimezone = "Asia/Tokyo"\n')
+    monkeypatch.setenv("RETRAIN_CONFIG", str(config))
+    configured = retrain_settings()
+    assert (configured["cron"], configured["timezone"]) == ("30 4 2 * *", "Asia/Tokyo")
+    assert configured["env"]["RETRAIN_CONFIG"] == str(config)
+    monkeypatch.setenv("RETRAIN_SCHEDULE__TIMEZONE", "Europe/Paris")
+    assert retrain_settings()["timezone"] == "Europe/Paris"
+    with pytest.raises(ConfigError):
+        retrain_settings(str(tmp_path / "missing.toml"))
+
+
+def test_artifact_keys_are_stable_and_valid():
+    from flows.dashboard import artifact_key
+    assert artifact_key("summary", "random_forest") == "retrain-summary-random-forest"
+    assert artifact_key("metrics", "LightGBM v2") == "retrain-metrics-lightgbm-v2"
+    assert all(re.fullmatch(r"[a-z0-9-]+", artifact_key("report", n)) for n in ("a_b", "X.Y", "__"))
+
+
 # The checks -------------------------------------------------------------------------------
 
+@slow
 def test_deploying_and_applying_automations_twice_duplicates_nothing(stack):
     expected_after_deploy = {"retrain on drift": 1, "retrain on volume": 1}
     assert stack.automation_counts["deploy"] == expected_after_deploy
@@ -194,6 +281,7 @@ def test_deploying_and_applying_automations_twice_duplicates_nothing(stack):
     assert pipeline.job_variables["env"]["RETRAIN_CONFIG"] == str(stack.config)
 
 
+@slow
 def test_1_monthly_deployment_run_completes_and_promotes(stack):
     run = stack.server.cli("deployment", "run", PIPELINE)
     run_id = UUID(re.search(r"UUID: ([0-9a-f-]{36})", run.stdout).group(1))
@@ -215,6 +303,7 @@ def test_1_monthly_deployment_run_completes_and_promotes(stack):
     assert metrics.type == "table" and '"roc_auc"' in metrics.data
 
 
+@slow
 def test_2_drift_event_runs_the_pipeline_for_that_model(stack):
     drift_once(stack.config)
     before = production(stack.config)
@@ -238,6 +327,7 @@ def test_2_drift_event_runs_the_pipeline_for_that_model(stack):
     assert "Run reason `drift`" in summary and "| drift |" in summary
 
 
+@slow
 def test_3_monthly_schedule_and_its_next_run(stack):
     from prefect.client.schemas.objects import StateType
 
@@ -264,6 +354,7 @@ def test_3_monthly_schedule_and_its_next_run(stack):
     assert first.parameters["reason"] == "schedule"
 
 
+@slow
 def test_4a_a_failed_run_calls_the_failure_webhook(stack):
     """A run that fails (an unknown model: a user's mistake) calls the webhook."""
     drift_check = stack.client.read_deployment_by_name(DRIFT_CHECK)
@@ -276,6 +367,7 @@ def test_4a_a_failed_run_calls_the_failure_webhook(stack):
     assert body["event"] == "retrain.run.failed" and body["state"] == "Failed"
     assert body["flow"] == "drift-check" and body["flow_run"] == final.name
     assert "no_such_model" in body["message"]
+    assert body["text"].startswith(f"retrain: drift-check run {final.name} Failed: ")
     assert body["parameters"] == {"models": ["no_such_model"]}
 
 
@@ -283,6 +375,7 @@ def registrations(config: Path, model: str) -> int:
     return sum(e.action == "registered" for e in Workspace.open(config).registry.history(model))
 
 
+@slow
 def test_4b_a_run_whose_heartbeats_stop_is_crashed_and_reported(stack):
     """A run whose process vanished (a heartbeat, then silence) is marked Crashed by the
     crash-detection automation, and the failure automation reports it."""
@@ -308,6 +401,7 @@ def test_4b_a_run_whose_heartbeats_stop_is_crashed_and_reported(stack):
     assert stack.client.read_flow_run(run.id).state_type.value == "CRASHED"
 
 
+@slow
 def test_5_two_drift_events_for_one_model_never_overlap(stack):
     drift_once(stack.config)
     registered_before = registrations(stack.config, "random_forest")
@@ -336,6 +430,7 @@ def test_5_two_drift_events_for_one_model_never_overlap(stack):
 
 # PostgreSQL ---------------------------------------------------------------------------------
 
+@slow
 @pytest.mark.postgres
 def test_prefect_deploy_against_a_postgresql_backed_server(tmp_path):
     from pg import temporary_database

@@ -31,19 +31,6 @@ RETRAIN_STEPS = {"check-drift", "check-data-volume", "retrain-models", "evaluate
 SKIP_STEPS = {"check-drift", "check-data-volume", "send-notifications"}
 
 
-@pytest.fixture(scope="session")
-def harness():
-    """One Prefect test server for the session (it takes several seconds to start)."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-    with prefect_test_harness(server_startup_timeout=120):
-        # No crash-detection heartbeats: each synchronous flow call would wait up to a second
-        # for its heartbeat thread, and a pipeline run is seven flows.
-        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-            yield PREFECT_API_URL.value()
-
-
 @pytest.fixture
 def client(harness):
     from prefect import get_client
@@ -322,7 +309,8 @@ def test_invalid_data_fails_the_run_and_changes_nothing(pipeline, client, make_w
     from prefect.client.schemas.sorting import FlowRunSort
     latest = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=20)
     names = flow_names(client)
-    parent = next(r for r in latest if names[r.flow_id] == "retraining-pipeline")
+    parent = next(r for r in latest if names[r.flow_id] == "retraining-pipeline"
+                  and r.parameters.get("config") == str(config))
     assert parent.state_type.value == "FAILED"
     assert column in parent.state.message
 
@@ -344,9 +332,10 @@ def test_cli_runs_the_flow_on_the_server_in_prefect_api_url(harness, client, mak
     assert "Starting temporary server" not in run.stderr  # it used the server it was given
 
     names = flow_names(client)
+    # (the session's server also holds other modules' runs: this workspace's config tells)
     parents = [r for r in client.read_flow_runs(limit=200)
                if names[r.flow_id] == "retraining-pipeline"
-               and r.parameters.get("models") == ["lightgbm"]]
+               and r.parameters.get("config") == str(config)]
     assert len(parents) == 1
     assert parents[0].state_type.value == "COMPLETED"
     assert_nested(client, parents[0].id, RETRAIN_STEPS)
