@@ -3,6 +3,7 @@ the settings under which a step runs as a subflow."""
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 from functools import lru_cache
@@ -13,6 +14,7 @@ from prefect.events import emit_event
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, Settings
 
 from retrain.config import find_config_path
+from retrain.errors import RetrainError
 from retrain.workspace import Workspace
 
 _SEED_SETTING_NAMES = ("DRIFT_THRESHOLD", "PSI_THRESHOLD", "MODEL_IMPROVEMENT_THRESHOLD",
@@ -99,3 +101,21 @@ def untagged() -> Iterator[None]:
     """
     with TagsContext(current_tags=set()):
         yield
+
+
+class _UserErrorTracebacks(logging.Filter):
+    """Drop console records that carry a RetrainError: the CLI prints it as one line, and a
+    user's mistake must not look like a crash. The dashboard (API log handler) keeps them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, RetrainError)
+
+
+def quiet_user_error_tracebacks() -> None:
+    """Install the filter on Prefect's console handlers (configured when prefect is imported)."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not any(
+                isinstance(f, _UserErrorTracebacks) for f in handler.filters):
+            handler.addFilter(_UserErrorTracebacks())

@@ -37,24 +37,6 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "retrain")
 
 
-class _UserErrorTracebacks(logging.Filter):
-    """Drop console records that carry a RetrainError: ``main`` prints it as one line, and a
-    user's mistake must not look like a crash. The dashboard (API log handler) keeps them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, RetrainError)
-
-
-def _quiet_prefect_tracebacks() -> None:
-    """Install the filter on Prefect's console handlers (configured when prefect is imported)."""
-    from prefect.logging.handlers import PrefectConsoleHandler
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, PrefectConsoleHandler) and not any(
-                isinstance(f, _UserErrorTracebacks) for f in handler.filters):
-            handler.addFilter(_UserErrorTracebacks())
-
-
 def _json_default(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
@@ -75,7 +57,7 @@ def _run_pipeline(config: str | None, models: list[str] | None, force: bool, rea
         # The CLI is the outermost layer: it may start the orchestrated flow.
         flows = importlib.import_module("flows.pipeline")
         if not log.isEnabledFor(logging.DEBUG):
-            _quiet_prefect_tracebacks()
+            importlib.import_module("flows.common").quiet_user_error_tracebacks()
         return flows.retraining_pipeline(models=models, force=force, reason=reason, config=config)
     from retrain.pipeline import run_pipeline
     from retrain.workspace import Workspace
