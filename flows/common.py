@@ -119,3 +119,16 @@ def quiet_user_error_tracebacks() -> None:
         if isinstance(handler, PrefectConsoleHandler) and not any(
                 isinstance(f, _UserErrorTracebacks) for f in handler.filters):
             handler.addFilter(_UserErrorTracebacks())
+
+
+def notifier(ws: Workspace):
+    """The workspace's NotificationService, with the SMTP password from the Prefect Secret
+    block named by ``[notifications] smtp_password_block`` when one is configured (otherwise
+    the library reads the environment variable ``smtp_password_env``)."""
+    from retrain.notify import NotificationService
+    block = ws.settings.notifications.smtp_password_block
+    password = None
+    if block:
+        from prefect.blocks.system import Secret
+        password = Secret.load(block).get()
+    return NotificationService(workspace=ws, smtp_password=password)

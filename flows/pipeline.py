@@ -20,7 +20,8 @@ from prefect.runtime import flow_run as current_run
 
 from flows import dashboard
 from flows.approval import prefect_approver
-from flows.common import emit, run_tags, step_settings, tag_current_run, untagged, workspace
+from flows.common import (emit, notifier, run_tags, step_settings, tag_current_run, untagged,
+                          workspace)
 from retrain import pipeline as steps
 from retrain.drift_check import drift_event
 from retrain.training import TrainingData, load_training_data
@@ -82,7 +83,8 @@ def skip_retrain(triggers: dict, models: list[str], config: str | None = None) -
 @task(name="flush-notifications", retries=2, retry_delay_seconds=5)
 def flush_notifications(config: str | None = None) -> dict[str, int]:
     """Deliver notifications still pending from earlier runs (a mail server that was down)."""
-    return steps.flush_notifications_step(workspace(config))
+    ws = workspace(config)
+    return steps.flush_notifications_step(ws, notifier(ws))
 
 
 @task(name="load-new-data")
@@ -122,7 +124,7 @@ def deploy_models(evaluations: dict[str, dict], config: str | None = None) -> di
     approval is required, the run pauses until a person answers (``flows.approval``)."""
     ws = workspace(config)
     approver = prefect_approver(ws.settings.promotion.approval_timeout_hours)
-    decisions = steps.deploy_step(ws, evaluations, approver=approver)
+    decisions = steps.deploy_step(ws, evaluations, approver=approver, notifier=notifier(ws))
     threshold = ws.settings.promotion.min_relative_improvement
     for name, decision in decisions.items():
         # failed or awaiting-approval: production is as it was; the run document says why.
@@ -139,7 +141,7 @@ def send_notifications(document: dict[str, Any], config: str | None = None,
     """The drift alert and the run summary (mail, webhook, log), the report files and the
     dashboard artifacts."""
     ws = workspace(config)
-    text = steps.notify_step(document, ws)
+    text = steps.notify_step(document, ws, notifier(ws))
     dashboard.publish_run(ws, document, pipeline_run_id)
     return text
 

@@ -194,9 +194,10 @@ def run_document(ws: Workspace, *, reason: str, forced: bool, models: list[str],
     }
 
 
-def flush_notifications_step(ws: Workspace) -> dict[str, int]:
+def flush_notifications_step(ws: Workspace, notifier: NotificationService | None = None
+                             ) -> dict[str, int]:
     """Deliver notifications still pending from earlier runs (a mail server that was down)."""
-    counts = NotificationService(workspace=ws).flush()
+    counts = (notifier or NotificationService(workspace=ws)).flush()
     if counts["sent"] or counts["retry"] or counts["failed"]:
         log.info("outbox: %d delivered, %d to retry, %d failed", counts["sent"], counts["retry"],
                  counts["failed"])
