@@ -39,12 +39,11 @@ def guardrail_checks(candidate: dict[str, float], production: dict[str, float],
     return out
 
 
-def _write_smoke_sample(ws: Workspace, candidate: ModelVersion, holdout: pl.DataFrame,
-                        proba: np.ndarray) -> dict[str, Any]:
+def _write_smoke_sample(ws: Workspace, candidate: ModelVersion, features: list[str],
+                        holdout: pl.DataFrame, proba: np.ndarray) -> dict[str, Any]:
     n = min(ws.settings.promotion.smoke_rows, holdout.height)
     idx = np.random.default_rng(0).choice(holdout.height, size=n, replace=False)
     idx.sort()
-    features = list(ws.registry.load(candidate).preprocessing.schema.features)
     sample = holdout[idx].select(features).with_columns(pl.Series("expected_probability", proba[idx]))
     buf = io.BytesIO()
     sample.write_parquet(buf)
@@ -92,7 +91,8 @@ def evaluate_candidate(ws: Workspace, candidate: ModelVersion, data: TrainingDat
         "interval": interval,
         "guardrails": guardrails,
         "holdout": {**data.holdout_window.as_dict(), "rows": holdout.height},
-        "smoke_sample": _write_smoke_sample(ws, candidate, holdout, candidate_proba),
+        "smoke_sample": _write_smoke_sample(
+            ws, candidate, list(model.preprocessing.schema.features), holdout, candidate_proba),
     }
     ws.registry.record(candidate.model_name, "evaluated", version_id=candidate.version_id,
                        reason=evaluation_line(evaluation), details=evaluation)

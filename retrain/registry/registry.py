@@ -261,15 +261,21 @@ class Registry:
 
     def reject(self, version_id: str, *, reason: str, actor: str | None = None,
                details: dict[str, Any] | None = None) -> ModelVersion:
+        return self._set_rejected(version_id, "candidate", "rejected", reason, actor, details,
+                                  "only a candidate can be rejected")
+
+    def _set_rejected(self, version_id: str, required_status: str, action: str, reason: str,
+                      actor: str | None, details: dict[str, Any] | None, refusal: str) -> ModelVersion:
+        """Move a version from ``required_status`` to rejected, audited as ``action``."""
         actor = actor or default_actor()
         model_name = self.get_version(version_id).model_name
         with self._write(model_name) as s:
             version = s.get(ModelVersion, version_id)
-            if version.status != "candidate":
-                raise RegistryError(f"{version_id} is {version.status}, only a candidate can be rejected")
+            if version.status != required_status:
+                raise RegistryError(f"{version_id} is {version.status}, {refusal}")
             s.exec(update(ModelVersion).where(ModelVersion.version_id == version_id)
                    .values(status="rejected"))
-            self._audit(s, model_name, "rejected", actor, reason, version_id, details)
+            self._audit(s, model_name, action, actor, reason, version_id, details)
         return self.get_version(version_id)
 
     def rollback(self, model_name: str, *, to: str | None = None, reason: str = "",
@@ -306,16 +312,8 @@ class Registry:
         For a first version that fails its post-promotion check: there is nothing to roll
         back to, and serving it would be worse than serving nothing.
         """
-        actor = actor or default_actor()
-        model_name = self.get_version(version_id).model_name
-        with self._write(model_name) as s:
-            version = s.get(ModelVersion, version_id)
-            if version.status != "production":
-                raise RegistryError(f"{version_id} is {version.status}, not production")
-            s.exec(update(ModelVersion).where(ModelVersion.version_id == version_id)
-                   .values(status="rejected"))
-            self._audit(s, model_name, "withdrawn", actor, reason, version_id)
-        return self.get_version(version_id)
+        return self._set_rejected(version_id, "production", "withdrawn", reason, actor, None,
+                                  "not production")
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
