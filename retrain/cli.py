@@ -424,6 +424,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", metavar="PATH",
                    help="also write Evidently's HTML report to PATH (a folder for several models)")
     p.set_defaults(func=cmd_drift)
+
+    # Commands that live in their own modules: A/B tests and rollouts, the prediction service.
+    from retrain import cli_experiments, cli_serve
+    cli_experiments.register(sub, workspace_options)
+    cli_serve.register(sub, workspace_options)
     return parser
 
 

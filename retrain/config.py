@@ -145,6 +145,48 @@ class NotificationsConfig(_Section):
     retry_backoff_seconds: float = Field(default=30.0, ge=0)
 
 
+class ABTestConfig(_Section):
+    """Defaults for A/B tests and the live comparison of two versions."""
+
+    traffic_split: float = Field(default=0.5, gt=0, lt=1)  # share of traffic to version B
+    duration_days: float = Field(default=14.0, gt=0)
+    # Per-request metric compared between variants: accuracy, brier or log_loss from the
+    # label fed back for a request, or a numeric reward recorded for it (higher is better).
+    metric: Literal["accuracy", "brier", "log_loss", "reward"] = "accuracy"
+    alpha: float = Field(default=0.05, gt=0, lt=1)  # always-valid (sequential) test level
+    # Prior variance of the effect in the mixture SPRT; about the squared size of an effect
+    # worth detecting.
+    mixture_variance: float = Field(default=0.0025, gt=0)
+    srm_alpha: float = Field(default=0.001, gt=0, lt=1)  # sample-ratio-mismatch check level
+    min_outcomes: int = Field(default=100, ge=1)  # per variant before a winner can be declared
+
+
+class RolloutConfig(_Section):
+    """Defaults for canary and gradual rollouts (advanced by the rollout-advance deployment)."""
+
+    strategy: Literal["immediate", "canary", "gradual"] = "canary"
+    initial_traffic: float = Field(default=0.1, gt=0, le=1)
+    increment: float = Field(default=0.2, gt=0, le=1)
+    increment_interval_hours: float = Field(default=24.0, gt=0)
+    steps: int = Field(default=4, ge=1)  # gradual: equal steps up to 100%
+    # A step advances only while the candidate is not worse than production by more than this
+    # (absolute, on [abtest] metric) and the split passes the sample-ratio-mismatch check.
+    guardrail_tolerance: float = Field(default=0.02, ge=0)
+    cron: str = "0 * * * *"  # the rollout-advance deployment's schedule
+
+
+class ServeConfig(_Section):
+    """The prediction service (`retrain serve`)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    # Bearer token for endpoints that change state; read from this environment variable.
+    token_env: str = "RETRAIN_SERVE_TOKEN"
+    refresh_seconds: float = Field(default=1.0, gt=0)  # how often the registry is re-read
+    log_batch_size: int = Field(default=500, ge=1)  # predictions and feedback written per batch
+    log_flush_seconds: float = Field(default=0.5, gt=0)
+
+
 class Settings(_Section):
     data: DataConfig
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
@@ -155,6 +197,9 @@ class Settings(_Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    abtest: ABTestConfig = Field(default_factory=ABTestConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     # Folder of the TOML file; relative paths resolve against it.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
