@@ -125,3 +125,49 @@ def failure(flow_name: str, run_name: str, state: str, message: str, url: str | 
         lines.append(f"Details: {url}")
     return Message("failure", subject, "\n".join(lines), _html(subject, lines), None,
                    {"flow": flow_name, "run": run_name, "state": state, "message": message, "url": url})
+
+
+def ab_test_result(document: dict[str, Any]) -> Message:
+    """A winner was declared, or a test ended; ``document`` is ``check_test_status``'s."""
+    model, test_id, status = document["model"], document["test_id"], document["status"]
+    winner = document.get("winner")
+    verdict = f"{winner} ({document['winner_version']}) wins" if winner else "no winner"
+    subject = f"[retrain] {model}: A/B test {test_id} {status}, {verdict}"
+    variants = document["variants"]
+    lines = [f"A/B test {test_id}: {document['version_a']} (A) vs {document['version_b']} (B), "
+             f"metric {document['metric']}, status {status}."]
+    for name in ("A", "B"):
+        v = variants[name]
+        metric = "-" if v["metric"] is None else f"{v['metric']:.4f}"
+        lines.append(f"{name} {v['version_id']}: {v['requests']} requests, {v['outcomes']} "
+                     f"outcomes, {document['metric']} {metric}")
+    if document.get("p_value") is not None:
+        lines.append(f"Always-valid p-value {document['p_value']:.3g} (alpha {document['alpha']}).")
+    lines += list(document.get("warnings") or [])
+    if document.get("promoted"):
+        lines.append(f"{document['promoted']} was promoted to production.")
+    return Message("ab_test_result", subject, "\n".join(lines), _html(subject, lines), model,
+                   {"test_id": test_id, "status": status, "winner": winner,
+                    "winner_version": document.get("winner_version"),
+                    "p_value": document.get("p_value"), "promoted": document.get("promoted")})
+
+
+def rollout_step(model: str, rollout_id: str, version: str, step: int, steps: int,
+                 traffic_percentage: float, reason: str = "") -> Message:
+    subject = (f"[retrain] {model}: rollout of {version} at {traffic_percentage:g}% "
+               f"(step {step} of {steps})")
+    lines = [f"Rollout {rollout_id} now sends {traffic_percentage:g}% of {model}'s traffic to "
+             f"{version} (step {step} of {steps})."] + ([reason] if reason else [])
+    return Message("rollout_step", subject, "\n".join(lines), _html(subject, lines), model,
+                   {"rollout_id": rollout_id, "version_id": version, "step": step,
+                    "steps": steps, "traffic_percentage": traffic_percentage})
+
+
+def rollout_rollback(model: str, rollout_id: str, version: str, production: str | None,
+                     reason: str) -> Message:
+    subject = f"[retrain] {model}: rollout of {version} rolled back"
+    lines = [f"Rollout {rollout_id} sends no more traffic to {version}; all of {model}'s traffic "
+             f"goes to {production or 'the production version'}.", f"Why: {reason}"]
+    return Message("rollout_rollback", subject, "\n".join(lines), _html(subject, lines), model,
+                   {"rollout_id": rollout_id, "version_id": version,
+                    "production_version": production, "reason": reason})

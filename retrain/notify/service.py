@@ -101,3 +101,18 @@ class NotificationService:
     def send_failure_alert(self, flow_name: str, run_name: str, state: str, message: str,
                            url: str | None = None) -> list[int]:
         return self.notify(messages.failure(flow_name, run_name, state, message, url))
+
+    # A/B tests and rollouts -------------------------------------------------------------
+    def send_ab_test_result(self, document: dict[str, Any]) -> list[int]:
+        """A winner was declared or a test ended (``document`` from ``check_test_status``)."""
+        return self.notify(messages.ab_test_result(document))
+
+    def send_rollout_step(self, model_name: str, rollout_id: str, version_id: str, step: int,
+                          steps: int, traffic_percentage: float, reason: str = "") -> list[int]:
+        return self.notify(messages.rollout_step(model_name, rollout_id, version_id, step, steps,
+                                                 traffic_percentage, reason))
+
+    def send_rollout_rollback(self, model_name: str, rollout_id: str, version_id: str,
+                              production: str | None, reason: str) -> list[int]:
+        return self.notify(messages.rollout_rollback(model_name, rollout_id, version_id,
+                                                     production, reason))

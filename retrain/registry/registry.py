@@ -316,10 +316,11 @@ class Registry:
                                   "not production")
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self, model_name: str | None = None) -> Iterator[Session]:
         """A write transaction for modules that keep their own tables in the registry
-        (the notification outbox)."""
-        with self._write() as s:
+        (the notification outbox, experiments). With ``model_name`` it serialises with the
+        model's other writers (on PostgreSQL by locking its row)."""
+        with self._write(model_name) as s:
             yield s
 
     @contextmanager

@@ -98,3 +98,77 @@ class Notification(SQLModel, table=True):
     # A delivery in progress holds the row until then, so two flushers never send it twice.
     lease_until: NaiveDatetime | None = None
     sent_at: NaiveDatetime | None = None
+
+
+EXPERIMENT_KINDS = ("ab_test", "rollout")
+# Active experiments route traffic; every other status is final.
+ACTIVE_EXPERIMENT_STATUSES = ("running", "paused")
+# Final statuses: an A/B test ends significant, inconclusive or stopped; a rollout ends
+# completed (candidate promoted), rolled-back (guardrail breach) or stopped (aborted).
+FINAL_EXPERIMENT_STATUSES = ("significant", "inconclusive", "stopped", "completed", "rolled-back")
+VARIANTS = ("A", "B", "production")
+
+
+class Experiment(SQLModel, table=True):
+    """An A/B test or a rollout: live traffic split between version A (control, normally
+    production) and version B (challenger or candidate)."""
+
+    __tablename__ = "experiment"
+    __table_args__ = (
+        # The database itself allows at most one active experiment per model, so two people
+        # (or processes) starting one at the same time cannot both succeed.
+        Index("uq_one_active_experiment_per_model", "model_name", unique=True,
+              sqlite_where=text("status IN ('running', 'paused')"),
+              postgresql_where=text("status IN ('running', 'paused')")),
+    )
+
+    id: str = Field(primary_key=True, max_length=250)
+    kind: str = Field(max_length=20)
+    model_name: str = Field(foreign_key="registered_model.name", index=True, max_length=200)
+    version_a: str = Field(foreign_key="model_version.version_id", max_length=250)
+    version_b: str = Field(foreign_key="model_version.version_id", max_length=250)
+    traffic_b: float  # share of keys routed to version B now, in [0, 1]
+    salt: str = Field(max_length=64)
+    status: str = Field(default="running", max_length=20)
+    metric: str = Field(max_length=20)
+    strategy: str | None = Field(default=None, max_length=20)
+    schedule: list[dict[str, Any]] = Field(default_factory=list,
+                                           sa_column=Column(JSON, nullable=False))
+    step: int = 0
+    next_step_at: NaiveDatetime | None = None
+    started_at: NaiveDatetime = Field(default_factory=utcnow)
+    ends_at: NaiveDatetime | None = None
+    ended_at: NaiveDatetime | None = None
+    winner: str | None = Field(default=None, max_length=20)
+    best_p_value: float | None = None
+    result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_by: str = Field(max_length=200)
+
+
+class PredictionLog(SQLModel, table=True):
+    """One served prediction: which version answered which request, in which variant."""
+
+    __tablename__ = "prediction_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(index=True, max_length=200)
+    model_name: str = Field(max_length=200)
+    version_id: str = Field(max_length=250)
+    variant: str = Field(max_length=20)
+    experiment_id: str | None = Field(default=None, index=True, max_length=250)
+    prediction: float
+    probability: float | None = None
+    at: NaiveDatetime = Field(default_factory=utcnow, index=True)
+
+
+class Feedback(SQLModel, table=True):
+    """The outcome of a request, once known: its true label and/or a numeric reward."""
+
+    __tablename__ = "feedback"
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(index=True, max_length=200)
+    model_name: str | None = Field(default=None, max_length=200)
+    label: float | None = None
+    reward: float | None = None
+    at: NaiveDatetime = Field(default_factory=utcnow)
