@@ -3,7 +3,42 @@
 from __future__ import annotations
 
 import argparse
+import logging
+
+log = logging.getLogger("retrain")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from retrain.serve import build_app, check_exposure, serve_token
+    from retrain.workspace import Workspace
+    ws = Workspace.open(args.config)
+    cfg = ws.settings.serve
+    host = args.host or cfg.host
+    port = cfg.port if args.port is None else args.port
+    token = serve_token(cfg)
+    check_exposure(host, token, cfg.token_env)
+    app = build_app(ws, token, predict_in_threadpool=not args.predict_in_loop)
+    auth = (f"POST endpoints need 'Authorization: Bearer <${cfg.token_env}>'" if token else
+            f"NO AUTH (${cfg.token_env} is not set): anyone on this machine can predict and "
+            "send feedback")
+    log.info("serving the models of %s on http://%s:%d; %s; registry re-read every %gs",
+             ws.settings.registry_url, host, port, auth, cfg.refresh_seconds)
+    # No access log: one line per request costs more than the prediction itself.
+    uvicorn.run(app, host=host, port=port, log_level=args.uvicorn_log_level, access_log=False,
+                timeout_graceful_shutdown=10)
+    return 0
 
 
 def register(sub, workspace_options: argparse.ArgumentParser) -> None:
     """Add the `serve` command to the `retrain` parser."""
+    p = sub.add_parser("serve", parents=[workspace_options],
+                       help="serve predictions over HTTP (routes A/B tests and rollouts)")
+    p.add_argument("--host", help="interface to listen on (default: [serve] host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: [serve] port, 8000)")
+    p.add_argument("--uvicorn-log-level", default="warning",
+                   choices=["critical", "error", "warning", "info", "debug"],
+                   help="log level of the HTTP server itself (default: warning)")
+    p.add_argument("--predict-in-loop", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_serve)

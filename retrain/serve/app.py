@@ -1,0 +1,155 @@
+"""The HTTP boundary of the prediction service (FastAPI): endpoints, auth, error mapping.
+
+    POST /predict/{model}   {"request_id", "entity_id"?, "features": {...}} -> prediction
+    POST /feedback          {"request_id", "label"?, "reward"?, "model"?}  -> 202
+    GET  /models            production version and active experiment of each model
+    GET  /health            registry reachable, loaded versions, log queue
+
+Library errors become HTTP errors here and nowhere else: a payload that does not fit the
+version's schema is a 422 naming each field, an unknown model a 404, a model that cannot
+answer (broken artifact, no production version, registry unreachable) a 503 with the reason.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from retrain.errors import ConfigError, RetrainError
+from retrain.serve.models import VersionUnavailable
+from retrain.serve.schemas import FeatureValidationError, FeedbackRequest, PredictRequest
+from retrain.serve.service import NotServing, PredictionService, UnknownModel
+
+log = logging.getLogger("retrain.serve")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def check_exposure(host: str, token: str | None, token_env: str) -> None:
+    """Refuse to serve beyond this machine without a token: anyone who can reach the port
+    could write predictions and feedback that decide A/B tests."""
+    if token is None and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to serve on {host} without a bearer token: set the environment variable "
+            f"{token_env} (named by [serve] token_env), or serve on 127.0.0.1")
+
+
+def _auth(token: str | None):
+    """A dependency that checks ``Authorization: Bearer <token>`` (nothing when no token)."""
+    expected = token.encode() if token else None
+
+    def require_token(authorization: str | None = Header(default=None)) -> None:
+        if expected is None:
+            return
+        if not authorization:
+            raise HTTPException(401, "this endpoint needs an 'Authorization: Bearer <token>' "
+                                     "header", headers={"WWW-Authenticate": "Bearer"})
+        scheme, _, given = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+            raise HTTPException(403, "invalid bearer token")
+
+    return require_token
+
+
+def _feature_errors(exc: FeatureValidationError) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": [
+        {"loc": ["body", "features", name], "msg": msg, "type": kind}
+        for name, msg, kind in exc.problems]})
+
+
+def create_app(service: PredictionService, *, token: str | None = None,
+               predict_in_threadpool: bool = True) -> FastAPI:
+    """The app for ``service``; the service starts and stops with the app (lifespan), so the
+    log queue is written out on shutdown. ``token``: bearer token for the POST endpoints."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await run_in_threadpool(service.start)
+        try:
+            yield
+        finally:
+            left = await run_in_threadpool(service.stop)
+            log.info("stopped%s", f" ({left} log rows unwritten)" if left else
+                     "; every prediction and feedback row is written")
+
+    app = FastAPI(title="retrain prediction service", lifespan=lifespan,
+                  docs_url="/docs", redoc_url=None)
+    auth = Depends(_auth(token))
+
+    @app.exception_handler(FeatureValidationError)
+    async def _invalid_features(request: Request, exc: FeatureValidationError):
+        return _feature_errors(exc)
+
+    @app.exception_handler(UnknownModel)
+    async def _unknown(request: Request, exc: UnknownModel):
+        return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+    @app.exception_handler(VersionUnavailable)
+    @app.exception_handler(NotServing)
+    async def _unavailable(request: Request, exc: RetrainError):
+        return JSONResponse(status_code=503, content={"detail": str(exc)},
+                            headers={"Retry-After": "5"})
+
+    @app.exception_handler(RetrainError)
+    async def _other(request: Request, exc: RetrainError):
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(status_code=500, content={"detail": str(exc)})
+
+    def predict(model: str, body: PredictRequest) -> JSONResponse:
+        result = service.predict(model, body.request_id, body.features, body.entity_id)
+        return JSONResponse(result.as_dict())
+
+    # A sync endpoint runs in the threadpool, so a first load of a version or a routing
+    # refresh never stalls the event loop; bench/serve.py measures both variants.
+    if predict_in_threadpool:
+        @app.post("/predict/{model}", dependencies=[auth])
+        def predict_endpoint(model: str, body: PredictRequest) -> JSONResponse:
+            return predict(model, body)
+    else:
+        @app.post("/predict/{model}", dependencies=[auth])
+        async def predict_endpoint(model: str, body: PredictRequest) -> JSONResponse:
+            return predict(model, body)
+
+    @app.post("/feedback", status_code=202, dependencies=[auth])
+    def feedback(body: FeedbackRequest) -> JSONResponse:
+        service.feedback(body.request_id, label=body.label, reward=body.reward,
+                         model_name=body.model)
+        return JSONResponse(status_code=202, content={"request_id": body.request_id,
+                                                      "accepted": True})
+
+    @app.get("/models")
+    def models() -> dict[str, Any]:
+        return {"models": service.models()}
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        report = service.health()
+        report["auth"] = "bearer token" if token else "none (loopback only)"
+        return JSONResponse(status_code=503 if report["status"] == "unavailable" else 200,
+                            content=_jsonable(report))
+
+    return app
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value

@@ -1,0 +1,141 @@
+"""What the prediction service accepts: request bodies, and one row of features checked
+against the schema of the version that answers.
+
+The feature names and which of them are categorical come from the version's
+``feature_schema``; the known categories come from its artifact (the encoding it was trained
+with). Every problem in a row is reported, each naming its feature, so a client can fix a
+payload in one round trip.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from retrain.errors import DataValidationError
+from retrain.modeling import Preprocessing
+
+UnknownCategory = Literal["reject", "missing"]
+
+
+class PredictRequest(BaseModel):
+    """``POST /predict/{model}``: one row of features. Traffic is split on ``entity_id`` when
+    given (the same customer always sees the same variant), else on ``request_id``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=200)
+    entity_id: str | int | None = None
+    features: dict[str, Any]
+
+
+class FeedbackRequest(BaseModel):
+    """``POST /feedback``: the outcome of an earlier request, its true label and/or a reward."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=200)
+    model: str | None = Field(default=None, max_length=200)
+    # Labels are stored as numbers (the classes of the demo models are 0 and 1).
+    label: float | None = None
+    reward: float | None = None
+
+    @model_validator(mode="after")
+    def _an_outcome(self) -> "FeedbackRequest":
+        if self.label is None and self.reward is None:
+            raise ValueError("send a label, a reward or both")
+        for name in ("label", "reward"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number")
+        return self
+
+
+class FeatureValidationError(DataValidationError):
+    """A row of features does not fit a version's schema; ``problems`` lists every
+    ``(feature, message, kind)`` found, kind being missing | extra | type | category."""
+
+    def __init__(self, problems: list[tuple[str, str, str]]):
+        self.problems = problems
+        first, message, _ = problems[0]
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        super().__init__(first, message + more)
+
+
+class FeatureEncoder:
+    """Turns one JSON object of features into the float row the estimator was trained on,
+    with the same encoding as ``Preprocessing.transform`` (category -> its code)."""
+
+    def __init__(self, preprocessing: Preprocessing, unknown_category: UnknownCategory = "reject"):
+        schema = preprocessing.schema
+        self.features: tuple[str, ...] = tuple(schema.features)
+        self._index = {name: i for i, name in enumerate(self.features)}
+        self._codes = {name: {value: float(code) for code, value in enumerate(values)}
+                       for name, values in preprocessing.categories.items()}
+        self.unknown_category = unknown_category
+
+    @property
+    def categories(self) -> dict[str, list[str]]:
+        return {name: list(codes) for name, codes in self._codes.items()}
+
+    def encode(self, features: dict[str, Any]) -> np.ndarray:
+        """A (1, n_features) float64 row; raises FeatureValidationError naming each bad field.
+
+        ``null`` is a missing value (the models handle those); a key that is absent is an error,
+        so a misspelt feature is never silently treated as missing."""
+        row = np.empty((1, len(self.features)), dtype=np.float64)
+        problems: list[tuple[str, str, str]] = []
+        for name, value in features.items():
+            index = self._index.get(name)
+            if index is None:
+                problems.append((name, "unexpected feature: this version does not use it", "extra"))
+                continue
+            codes = self._codes.get(name)
+            problem = self._encode_value(row, index, name, value, codes)
+            if problem:
+                problems.append((name, problem[0], problem[1]))
+        if len(features) - sum(1 for p in problems if p[2] == "extra") < len(self.features):
+            problems += [(name, "missing feature (send null for a missing value)", "missing")
+                         for name in self.features if name not in features]
+        if problems:
+            raise FeatureValidationError(problems)
+        return row
+
+    def _encode_value(self, row: np.ndarray, index: int, name: str, value: Any,
+                      codes: dict[str, float] | None) -> tuple[str, str] | None:
+        if value is None:
+            row[0, index] = math.nan
+            return None
+        if codes is None:  # numeric; booleans count as 0/1, as they did in training
+            if isinstance(value, (int, float)):
+                row[0, index] = float(value)
+                return None
+            return f"expected a number, got {_json_type(value)}", "type"
+        # Categories are compared as text, as in training; true/1.5 are not categories.
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            return f"expected a category (a string), got {_json_type(value)}", "type"
+        code = codes.get(str(value))
+        if code is None:
+            if self.unknown_category == "reject":
+                known = ", ".join(repr(c) for c in list(codes)[:20])
+                return f"unknown category {str(value)!r}; known: {known}", "category"
+            code = math.nan  # what the trained encoding does with a category it never saw
+        row[0, index] = code
+        return None
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
