@@ -185,6 +185,12 @@ class ServeConfig(_Section):
     refresh_seconds: float = Field(default=1.0, gt=0)  # how often the registry is re-read
     log_batch_size: int = Field(default=500, ge=1)  # predictions and feedback written per batch
     log_flush_seconds: float = Field(default=0.5, gt=0)
+    # Rows waiting for the database at most (per kind); beyond it new rows are refused and
+    # counted in /health rather than blocking requests or filling memory.
+    log_queue_size: int = Field(default=100_000, ge=1)
+    # A category the version never saw in training: "reject" answers 422 naming the feature;
+    # "missing" predicts with it treated as missing, as batch scoring does.
+    unknown_categories: Literal["reject", "missing"] = "reject"
 
 
 class Settings(_Section):
