@@ -140,9 +140,25 @@ class NotificationsConfig(_Section):
     smtp_password_env: str = "RETRAIN_SMTP_PASSWORD"
     smtp_password_block: str | None = None
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The server's certificate is always verified (chain and host name). Against the system's
+    # CA certificates, or, when set, only against the ones in this PEM file (e.g. a company CA
+    # that signs the mail relay's certificate). An absolute path.
+    smtp_ca_file: str | None = None
     webhook_url: str | None = None
     max_attempts: int = Field(default=8, ge=1)
     retry_backoff_seconds: float = Field(default=30.0, ge=0)
+
+    @field_validator("smtp_ca_file")
+    @classmethod
+    def _absolute_ca_file(cls, value: str | None) -> str | None:
+        # This section does not know the config file's folder, so a relative path would
+        # depend on the working directory of whichever process sends the mail.
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            raise ValueError(f"must be an absolute path, got {value!r}")
+        return str(path)
 
 
 class ABTestConfig(_Section):
@@ -172,6 +188,9 @@ class RolloutConfig(_Section):
     # A step advances only while the candidate is not worse than production by more than this
     # (absolute, on [abtest] metric) and the split passes the sample-ratio-mismatch check.
     guardrail_tolerance: float = Field(default=0.02, ge=0)
+    # A step also waits for [abtest] min_outcomes outcomes per variant, so the guardrail has
+    # data to judge; set true for models whose outcomes never come back (steps then go by time).
+    advance_without_outcomes: bool = False
     cron: str = "0 * * * *"  # the rollout-advance deployment's schedule
 
 

@@ -9,6 +9,7 @@ import socket
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from pathlib import Path
 
 import httpx
 
@@ -28,7 +29,25 @@ def smtp_password(config: NotificationsConfig, override: str | None = None) -> s
     return override if override is not None else os.environ.get(config.smtp_password_env)
 
 
+def tls_context(config: NotificationsConfig) -> ssl.SSLContext:
+    """The TLS settings for ``starttls`` and ``ssl``: the server's certificate chain and host
+    name are always verified, against ``smtp_ca_file`` when set, else the system's CAs."""
+    if not config.smtp_ca_file:
+        return ssl.create_default_context()
+    if not Path(config.smtp_ca_file).is_file():
+        raise DeliveryError(f"[notifications] smtp_ca_file {config.smtp_ca_file}: no such file")
+    try:
+        return ssl.create_default_context(cafile=config.smtp_ca_file)
+    except ssl.SSLError as exc:
+        raise DeliveryError(f"[notifications] smtp_ca_file {config.smtp_ca_file}: "
+                            f"not PEM CA certificates ({exc})") from None
+
+
 def send_email(config: NotificationsConfig, message: Notification, password: str | None = None) -> None:
+    """Deliver ``message`` by SMTP. With ``starttls`` the connection is upgraded before
+    anything else is said (a server that does not offer STARTTLS is an error, never a silent
+    fallback to plain text), so the login always travels encrypted; with ``ssl`` it is
+    encrypted from the start. The password is never logged."""
     if not config.smtp_host:
         raise DeliveryError("no [notifications] smtp_host configured")
     if not message.recipients:
@@ -46,15 +65,16 @@ def send_email(config: NotificationsConfig, message: Notification, password: str
     if message.body_html:
         email.add_alternative(message.body_html, subtype="html")
     timeout = config.smtp_timeout_seconds
+    context = tls_context(config) if config.smtp_security != "none" else None
     try:
         if config.smtp_security == "ssl":
             client: smtplib.SMTP = smtplib.SMTP_SSL(config.smtp_host, config.smtp_port, timeout=timeout,
-                                                    context=ssl.create_default_context())
+                                                    context=context)
         else:
             client = smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=timeout)
         with client:
             if config.smtp_security == "starttls":
-                client.starttls(context=ssl.create_default_context())
+                client.starttls(context=context)
             if config.smtp_username:
                 client.login(config.smtp_username, smtp_password(config, password) or "")
             client.send_message(email)
