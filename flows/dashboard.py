@@ -8,17 +8,16 @@ model's history across runs. Prefect allows lowercase letters, digits and dashes
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.utilities.urls import url_for
 
-from retrain.metrics import METRICS, relative_improvement
-from retrain.report import (DECISION_HEADERS, decision_rows, markdown_table, run_summary_markdown)
+from retrain.model_report import (drift_markdown, drift_report_links, metric_rows,
+                                  model_summary_markdown, run_label, write_model_reports)
+from retrain.report import run_summary_markdown
 from retrain.workspace import Workspace
 
 RUN_SUMMARY_KEY = "retraining-summary"
@@ -31,159 +30,6 @@ def artifact_key(kind: str, model: str) -> str:
     return f"retrain-{kind}-{slug}"
 
 
-# Per-model views of a run document ---------------------------------------------------------
-
-def _fmt(value: float | None, pattern: str = "{:.4f}") -> str:
-    return "-" if value is None else pattern.format(value)
-
-
-def drift_rule(drift: dict[str, Any]) -> str:
-    """The dataset-level drift rule of a check result, in words."""
-    thresholds = drift.get("thresholds") or {}
-    rule = drift.get("decision") or "share"
-    if rule == "share" and "drift_share" in thresholds:
-        return f"share of drifted features >= {thresholds['drift_share']}"
-    if rule in ("bh", "bonferroni") and "alpha" in thresholds:
-        return f"{'Benjamini-Hochberg' if rule == 'bh' else 'Bonferroni'} at alpha {thresholds['alpha']}"
-    return rule
-
-
-def trigger_rows(document: dict[str, Any], name: str) -> list[list[Any]]:
-    """One row per trigger: what was measured, against which threshold, and whether it fired."""
-    triggers = document["triggers"]
-    drift = triggers["drift"]["models"][name]
-    volume = triggers["volume"]["models"][name]
-    n_features = len(drift.get("features") or [])
-    measured = (drift["note"] if drift.get("note") else
-                f"{len(drift['drifted_features'])}/{n_features} features drifted "
-                f"(share {drift['share']:.2f})")
-    rows = [
-        ["drift", measured, drift_rule(drift) if not drift.get("note") else "-",
-         "yes" if drift["detected"] else "no"],
-        ["volume", f"{volume['new_rows']} new labeled rows"
-         + (f" since {volume['since']}" if volume.get("since") else ""),
-         f"{volume['threshold']} rows", "yes" if volume["met"] else "no"],
-    ]
-    if "performance" in triggers:
-        perf = triggers["performance"]["models"][name]
-        measured = perf.get("note") or ", ".join(
-            f"{k} {_number(perf[k])}" for k in ("metric", "at_promotion", "current", "relative_drop")
-            if perf.get(k) is not None)
-        rows.append(["performance", measured, "-", "yes" if perf["triggered"] else "no"])
-    return rows
-
-
-def _number(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def feature_table(features: list[dict[str, Any]]) -> str:
-    """The per-feature drift rows (whatever numbers the check reports) as a markdown table."""
-    headers = list(features[0])
-    return markdown_table(headers, [["-" if f.get(h) is None else
-                                     ("yes" if f[h] is True else "no" if f[h] is False else
-                                      _number(f[h])) for h in headers] for f in features])
-
-
-def metric_rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
-    """Candidate vs production on the same holdout, one row per metric (empty when no
-    candidate was evaluated)."""
-    candidate, production = entry["metrics"]["candidate"], entry["metrics"]["production"]
-    if not candidate:
-        return []
-    primary = entry.get("metric")
-    rows = []
-    for metric in METRICS:
-        prod = production[metric] if production else None
-        rel = relative_improvement(metric, candidate[metric], prod) if prod else None
-        rows.append({"metric": metric, "primary": metric == primary,
-                     "candidate": round(candidate[metric], 4),
-                     "production": None if prod is None else round(prod, 4),
-                     "relative_improvement": None if rel is None else round(rel, 4)})
-    return rows
-
-
-def model_document(document: dict[str, Any], name: str) -> dict[str, Any]:
-    """The run document narrowed to one model (renders with ``retrain.report``)."""
-    triggers = document["triggers"]
-    drift = triggers["drift"]["models"][name]
-    volume = triggers["volume"]["models"][name]
-    narrowed: dict[str, Any] = {
-        "drift": {"detected": drift["detected"], "drifted_features": drift["drifted_features"],
-                  "models": {name: drift}},
-        "volume": {"met": volume["met"], "new_rows": volume["new_rows"],
-                   "threshold": volume["threshold"], "models": {name: volume}},
-    }
-    if "performance" in triggers:
-        perf = triggers["performance"]["models"][name]
-        narrowed["performance"] = {"triggered": perf["triggered"], "models": {name: perf}}
-    return {**document, "triggers": narrowed, "models": {name: document["models"][name]}}
-
-
-def model_summary_markdown(document: dict[str, Any], name: str,
-                           links: list[tuple[str, str]]) -> str:
-    entry = document["models"][name]
-    lines = [f"# {name}: {entry['decision'].upper()}", "",
-             f"Run reason `{document['reason']}`{' (forced)' if document['forced'] else ''}, "
-             f"started {document['started_at']}; this model was "
-             + (f"retrained because: {entry['trigger']}." if entry["trigger"] else "not retrained."),
-             "", "## Triggers", "",
-             markdown_table(["trigger", "measured", "threshold", "fired"], trigger_rows(document, name)),
-             ""]
-    drift = document["triggers"]["drift"]["models"][name]
-    if drift.get("features"):
-        lines += ["### Drift per feature", "", feature_table(drift["features"]), ""]
-    rows = metric_rows(entry)
-    if rows:
-        lines += ["## Evaluation: candidate vs production on the same holdout", "",
-                  markdown_table(["metric", "candidate", "production", "relative improvement"],
-                                 [[r["metric"] + (" **(primary)**" if r["primary"] else ""),
-                                   _fmt(r["candidate"]), _fmt(r["production"]),
-                                   _fmt(r["relative_improvement"], "{:+.2%}")] for r in rows]),
-                  ""]
-    lines += ["## Decision", "", markdown_table(DECISION_HEADERS, decision_rows(
-        model_document(document, name))), ""]
-    if entry["reason"]:
-        lines += [f"Why: {entry['reason']}", ""]
-    if links:
-        lines += ["## Reports", ""] + [f"- [{text}]({url})" for text, url in links]
-    return "\n".join(lines)
-
-
-# Report files -------------------------------------------------------------------------------
-
-def run_reports_dir(ws: Workspace, name: str) -> Path:
-    """``<[drift] reports_dir>/<model>/runs``: beside the model's drift reports, which are
-    folders named by timestamp."""
-    return ws.settings.resolve(ws.settings.drift.reports_dir) / name / "runs"
-
-
-def write_model_reports(ws: Workspace, document: dict[str, Any], name: str,
-                        run_label: str) -> dict[str, Path]:
-    """The model's part of the run as markdown and as JSON; returns their paths."""
-    folder = run_reports_dir(ws, name)
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / run_label
-    md, js = stem.with_suffix(".md"), stem.with_suffix(".json")
-    md.write_text(model_summary_markdown(document, name, drift_report_links(
-        document["triggers"]["drift"]["models"][name])) + "\n")
-    js.write_text(json.dumps(model_document(document, name), indent=2, default=str) + "\n")
-    return {"markdown": md, "json": js}
-
-
-def _run_label(document: dict[str, Any], run_id: UUID | None) -> str:
-    stamp = re.sub(r"[^0-9T]", "", (document.get("started_at") or "")[:19]) or "run"
-    return f"{stamp}-{document['reason']}" + (f"-{str(run_id)[:8]}" if run_id else "")
-
-
-def drift_report_links(drift: dict[str, Any]) -> list[tuple[str, str]]:
-    """Links to the drift check's report files (Evidently HTML, snapshot, our numbers)."""
-    files = drift.get("report") or {}
-    labels = {"html": "drift report (Evidently HTML)", "snapshot": "drift snapshot (Evidently JSON)",
-              "result": "drift numbers (JSON)"}
-    return [(text, Path(files[k]).as_uri()) for k, text in labels.items() if files.get(k)]
-
-
 # Publishing ---------------------------------------------------------------------------------
 
 def publish_run(ws: Workspace, document: dict[str, Any], pipeline_run_id: UUID | None) -> None:
@@ -192,7 +38,7 @@ def publish_run(ws: Workspace, document: dict[str, Any], pipeline_run_id: UUID |
     create_markdown_artifact(key=RUN_SUMMARY_KEY, markdown=run_summary_markdown(document),
                              description="What the retraining run found and decided, all models")
     run_url = url_for("flow-run", obj_id=pipeline_run_id) if pipeline_run_id else None
-    label = _run_label(document, pipeline_run_id)
+    label = run_label(document, pipeline_run_id)
     for name, entry in document["models"].items():
         files = write_model_reports(ws, document, name, label)
         links = [("report (markdown)", files["markdown"].as_uri()),
@@ -211,19 +57,6 @@ def publish_run(ws: Workspace, document: dict[str, Any], pipeline_run_id: UUID |
         create_link_artifact(key=artifact_key("report", name), link=files["markdown"].as_uri(),
                              link_text=f"{name} report ({document['reason']}, {entry['decision']})",
                              description=f"Report file of {name} for this run")
-
-
-def drift_markdown(name: str, drift: dict[str, Any], volume: dict[str, Any]) -> str:
-    document = {"triggers": {"drift": {"models": {name: drift}}, "volume": {"models": {name: volume}}}}
-    lines = [f"# {name}: drift and volume", "",
-             markdown_table(["trigger", "measured", "threshold", "fired"], trigger_rows(document, name)),
-             ""]
-    if drift.get("features"):
-        lines += [feature_table(drift["features"]), ""]
-    links = drift_report_links(drift)
-    if links:
-        lines += ["## Reports", ""] + [f"- [{text}]({url})" for text, url in links]
-    return "\n".join(lines)
 
 
 def publish_checks(drift: dict[str, dict], volume: dict[str, dict]) -> None:
