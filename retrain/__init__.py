@@ -5,7 +5,7 @@ Prefect flows.
 """
 
 from retrain.config import Settings, load_config
-from retrain.experiments import ABTestingManager
+from retrain.experiments import ABTestingManager, RolloutStrategy
 from retrain.errors import (ArtifactIntegrityError, ConfigError, DataValidationError,
                             RegistryError, RetrainError)
 from retrain.notify import NotificationService
@@ -17,7 +17,7 @@ from retrain.workspace import Workspace
 
 __all__ = [
     "AutomatedRetrainingPipeline", "RetrainingTriggers", "ModelPromoter", "NotificationService", "Registry",
-    "ABTestingManager",
+    "ABTestingManager", "RolloutStrategy",
     "Workspace", "Settings", "load_config", "RetrainError", "ConfigError",
     "DataValidationError", "RegistryError", "ArtifactIntegrityError",
 ]

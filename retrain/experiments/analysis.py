@@ -163,3 +163,14 @@ def final_status(experiment: Experiment, winner: str | None, now: datetime) -> s
     if experiment.ends_at is not None and now >= experiment.ends_at:
         return "inconclusive"
     return "stopped"
+
+
+def jsonable(value: Any) -> Any:
+    """Datetimes as ISO strings, so a document can be stored in a JSON column."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value

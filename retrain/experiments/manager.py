@@ -166,7 +166,7 @@ class ABTestingManager:
         newly declared winner."""
         experiment = store.get_experiment(self.registry, test_id)
         if experiment.kind == "rollout":
-            from retrain.experiments.rollout import rollout_status
+            from retrain.experiments.rollout_control import rollout_status
             return rollout_status(self.workspace, experiment.id, now=now)
         if experiment.status not in ACTIVE_EXPERIMENT_STATUSES:
             return {**experiment.result, "status": experiment.status}
@@ -209,7 +209,7 @@ class ABTestingManager:
         document = {**document, "status": final, "ended_at": now, "promoted": promoted}
         store.change_experiment(
             self.registry, test_id, ACTIVE_EXPERIMENT_STATUSES,
-            {"status": final, "ended_at": now, "winner": winner, "result": _jsonable(document)},
+            {"status": final, "ended_at": now, "winner": winner, "result": analysis.jsonable(document)},
             [store.audit_event(experiment.model_name, "ab-test-ended",
                                version_id=document["winner_version"], actor=actor,
                                reason=f"{test_id} ended {final}: {_summary(document)}"
@@ -272,6 +272,32 @@ class ABTestingManager:
         return result
 
 
+    def rollout_status(self, model_or_id: str, now: datetime | None = None) -> dict[str, Any]:
+        from retrain.experiments.rollout_control import rollout_status
+        return rollout_status(self.workspace, model_or_id, now=now)
+
+    def advance_rollouts(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        from retrain.experiments.rollout import advance_rollouts
+        try:
+            return advance_rollouts(self.workspace, now=now, notifier=self.notifier)
+        finally:
+            self.refresh()
+
+    def pause_rollout(self, model_name: str, reason: str = "") -> dict[str, Any]:
+        from retrain.experiments.rollout_control import pause_rollout
+        return pause_rollout(self.workspace, model_name, reason=reason)
+
+    def resume_rollout(self, model_name: str, reason: str = "") -> dict[str, Any]:
+        from retrain.experiments.rollout_control import resume_rollout
+        return resume_rollout(self.workspace, model_name, reason=reason)
+
+    def abort_rollout(self, model_name: str, reason: str = "") -> dict[str, Any]:
+        from retrain.experiments.rollout_control import abort_rollout
+        try:
+            return abort_rollout(self.workspace, model_name, reason=reason, notifier=self.notifier)
+        finally:
+            self.refresh()
+
 def _gain(document: dict[str, Any]) -> float:
     """Relative improvement of the winner over the other variant (positive is better)."""
     lift = document["relative_lift"] or 0.0
@@ -295,14 +321,3 @@ def _audit_numbers(document: dict[str, Any]) -> dict[str, Any]:
             "outcomes": {v: d["outcomes"] for v, d in document["variants"].items()},
             "requests": {v: d["requests"] for v, d in document["variants"].items()},
             "srm_mismatch": bool(document["srm"] and document["srm"]["mismatch"])}
-
-
-def _jsonable(value: Any) -> Any:
-    """Datetimes as ISO strings, so the document can be stored as JSON."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value

@@ -194,19 +194,25 @@ def create_experiment(registry: Registry, fields: dict[str, Any], audit: AuditEv
 
 
 def change_experiment(registry: Registry, experiment_id: str, expected_status: Iterable[str],
-                      changes: dict[str, Any], audits: list[AuditEvent] = ()) -> Experiment:
-    """Apply ``changes`` if the experiment's status is still one of ``expected_status``
-    (a conditional update, so two writers never both act on one state), with its audit."""
+                      changes: dict[str, Any], audits: Iterable[AuditEvent] = (), *,
+                      expected_step: int | None = None) -> Experiment:
+    """Apply ``changes`` if the experiment's status is still one of ``expected_status`` (and
+    its step ``expected_step``): a conditional update, so two writers never both act on one
+    state. The audit events are written in the same transaction."""
     expected = tuple(expected_status)
+    table = Experiment.__table__
+    conditions = [table.c.id == experiment_id, table.c.status.in_(expected)]
+    if expected_step is not None:
+        conditions.append(table.c.step == expected_step)
     with registry.transaction() as s:
-        done = s.connection().execute(
-            update(Experiment.__table__).where(Experiment.__table__.c.id == experiment_id,
-                                               Experiment.__table__.c.status.in_(expected))
-            .values(**changes))
+        done = s.connection().execute(update(table).where(*conditions).values(**changes))
         if done.rowcount != 1:
             current = s.get(Experiment, experiment_id)
             if current is None:
                 raise RegistryError(f"no experiment {experiment_id!r}")
+            if current.status in expected:
+                raise RegistryError(f"{experiment_id} moved to step {current.step} meanwhile; "
+                                    "nothing was changed")
             raise RegistryError(f"{experiment_id} is {current.status}, not "
                                 f"{' or '.join(expected)}; nothing was changed")
         for event in audits:
