@@ -1,0 +1,376 @@
+"""The prediction service's HTTP API in process (FastAPI TestClient, real registry and
+artifacts): payload validation, unknown models, auth, broken artifacts, the one-row
+prediction path, and following the registry without a restart."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import select
+
+from retrain import cli
+from retrain.demo import generate_month, write_workspace
+from retrain.errors import ConfigError
+from retrain.experiments import ABTestingManager
+from retrain.modeling import fit_model
+from retrain.registry.tables import Feedback, PredictionLog
+from retrain.serve import build_app, check_exposure, serve_token
+from retrain.serve.models import OnePredictor
+from retrain.serve.schemas import FeatureEncoder, FeatureValidationError
+from retrain.workspace import Workspace
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def train(ws: Workspace, kind: str, seed: int = 1, month: int = 0, trees: int = 15):
+    frame = generate_month(month, 600, drifted=False, seed=seed)
+    params = {"n_estimators": trees} if kind != "logistic_regression" else {}
+    return fit_model(kind, params, frame, ws.store.schema(), "defaulted", seed)
+
+
+def register(ws: Workspace, name: str, model, promote: bool = True):
+    version = ws.registry.register_version(
+        model_name=name, model=model, train_start=datetime(2026, 1, 1),
+        train_end=datetime(2026, 1, 31), holdout_start=None, row_count=600, holdout_rows=0,
+        data_fingerprint="0" * 64, metrics={"roc_auc": 0.7}, actor="test")
+    if promote:
+        ws.registry.promote(version.version_id, reason="test", actor="test")
+    return version
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Workspace:
+    """A workspace whose registry has production versions of a LightGBM and a random forest."""
+    directory = tmp_path_factory.mktemp("serve")
+    write_workspace(directory, months=2, rows_per_month=600, trees=15)
+    ws = Workspace.open(directory / "retrain.toml")
+    register(ws, "lightgbm", train(ws, "lightgbm"))
+    register(ws, "random_forest", train(ws, "random_forest"))
+    yield ws
+    ws.registry.dispose()
+
+
+def client_for(ws: Workspace, token: str | None = TOKEN) -> TestClient:
+    manager = ABTestingManager(workspace=ws, cache_seconds=ws.settings.serve.refresh_seconds)
+    return TestClient(build_app(ws, token, manager=manager))
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    with client_for(served) as c:
+        yield c
+
+
+def features(i: int = 0, month: int = 1) -> dict:
+    row = generate_month(month, 50, drifted=False, seed=3).row(i, named=True)
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()
+            if k not in ("application_id", "applied_at", "defaulted")}
+
+
+def predict(client, body, model="lightgbm", headers=AUTH):
+    return client.post(f"/predict/{model}", json=body, headers=headers)
+
+
+def locs(response) -> dict[str, str]:
+    return {"/".join(str(p) for p in d["loc"]): d["msg"] for d in response.json()["detail"]}
+
+
+# Predictions ---------------------------------------------------------------------------------
+
+def test_predict_answers_with_the_production_version(client, served):
+    r = predict(client, {"request_id": "q1", "features": features()})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["request_id"] == "q1" and body["model"] == "lightgbm"
+    assert body["version"] == "lightgbm-v1" and body["variant"] == "production"
+    model = served.registry.load(served.registry.get_version("lightgbm-v1"))
+    frame = pl.DataFrame([features()], schema_overrides={"months_employed": pl.Float64})
+    labels, proba = model.predict(frame)
+    assert body["prediction"] == labels[0] and body["probability"] == pytest.approx(proba[0], abs=0)
+
+
+@pytest.mark.parametrize("kind", ["lightgbm", "random_forest", "logistic_regression"])
+def test_the_one_row_path_predicts_exactly_as_batch_scoring(served, kind):
+    model = train(served, kind, seed=5)
+    frame = generate_month(2, 300, drifted=True, seed=9)
+    # Unknown categories and missing values, which the batch path turns into NaN.
+    frame = frame.with_columns(pl.when(pl.int_range(pl.len()) % 7 == 0).then(pl.lit("yacht"))
+                               .otherwise(pl.col("purpose")).alias("purpose"),
+                               pl.when(pl.int_range(pl.len()) % 5 == 0).then(None)
+                               .otherwise(pl.col("income")).alias("income"))
+    labels, proba = model.predict(frame)
+    encoder, predictor = FeatureEncoder(model.preprocessing, "missing"), OnePredictor(model)
+    rows = frame.select(model.preprocessing.schema.features).to_dicts()
+    served_rows = [predictor.predict(encoder.encode(r)) for r in rows]
+    if kind == "logistic_regression":
+        # A matrix product sums in a different order for one row than for many.
+        assert [p for _, p in served_rows] == pytest.approx(proba.tolist(), rel=1e-12, abs=0)
+    else:
+        assert [p for _, p in served_rows] == proba.tolist()  # trees: to the bit
+    assert [label for label, _ in served_rows] == labels.tolist()
+
+
+def test_null_is_a_missing_value(client):
+    body = {"request_id": "q2", "features": {**features(), "months_employed": None, "purpose": None}}
+    assert predict(client, body).status_code == 200
+
+
+def test_entity_id_is_the_routing_key_when_given(client):
+    r = predict(client, {"request_id": "q3", "entity_id": 42, "features": features()})
+    assert r.status_code == 200 and r.json()["request_id"] == "q3"
+
+
+# Validation ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("change, field, message", [
+    (lambda f: f.pop("income"), "income", "missing feature"),
+    (lambda f: f.update(incme=50_000.0), "incme", "unexpected feature"),
+    (lambda f: f.update(credit_score="high"), "credit_score", "expected a number, got a string"),
+    (lambda f: f.update(age=[40]), "age", "expected a number, got an array"),
+    (lambda f: f.update(purpose="yacht"), "purpose", "unknown category 'yacht'"),
+    (lambda f: f.update(home_ownership=True), "home_ownership", "expected a category"),
+    (lambda f: f.update(home_ownership={"a": 1}), "home_ownership", "expected a category"),
+])
+def test_a_row_that_does_not_fit_the_schema_is_a_422_naming_the_feature(client, change, field,
+                                                                         message):
+    row = features()
+    change(row)
+    r = predict(client, {"request_id": "bad", "features": row})
+    assert r.status_code == 422
+    problems = locs(r)
+    assert list(problems) == [f"body/features/{field}"]
+    assert message in problems[f"body/features/{field}"]
+
+
+def test_every_problem_of_a_row_is_reported_at_once(client):
+    row = features()
+    row.pop("age")
+    row.update(ages=41, income="a lot")
+    r = predict(client, {"request_id": "bad", "features": row})
+    assert r.status_code == 422
+    assert set(locs(r)) == {"body/features/age", "body/features/ages", "body/features/income"}
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"features": {}}, "body/request_id"),
+    ({"request_id": "", "features": {}}, "body/request_id"),
+    ({"request_id": "x"}, "body/features"),
+    ({"request_id": "x", "features": [1, 2]}, "body/features"),
+    ({"request_id": "x", "features": {}, "feature": {}}, "body/feature"),
+])
+def test_a_malformed_body_is_a_422_naming_the_field(client, body, field):
+    r = predict(client, body)
+    assert r.status_code == 422
+    assert field in locs(r)
+
+
+def test_a_body_that_is_not_json_is_a_422(client):
+    r = client.post("/predict/lightgbm", content=b"{nope", headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 422
+
+
+def test_an_unknown_model_is_a_404(client):
+    r = predict(client, {"request_id": "q", "features": features()}, model="xgboost")
+    assert r.status_code == 404
+    assert "xgboost" in r.json()["detail"] and "lightgbm" in r.json()["detail"]
+
+
+def test_unknown_categories_can_be_predicted_as_missing(served):
+    settings = served.settings.model_copy(deep=True)
+    settings.serve.unknown_categories = "missing"
+    ws = Workspace(settings, served.store, served.registry)
+    with client_for(ws) as c:
+        r = predict(c, {"request_id": "q", "features": {**features(), "purpose": "yacht"}})
+    assert r.status_code == 200
+
+
+def test_feature_validation_error_is_a_retrain_error():
+    from retrain.errors import DataValidationError
+    exc = FeatureValidationError([("income", "missing feature", "missing")])
+    assert isinstance(exc, DataValidationError) and exc.column == "income"
+
+
+# Feedback ------------------------------------------------------------------------------------
+
+def test_feedback_is_accepted_and_stored(served):
+    with client_for(served) as c:
+        assert predict(c, {"request_id": "fb-1", "features": features()}).status_code == 200
+        r = c.post("/feedback", json={"request_id": "fb-1", "label": 1}, headers=AUTH)
+        assert r.status_code == 202 and r.json() == {"request_id": "fb-1", "accepted": True}
+        r = c.post("/feedback", json={"request_id": "fb-2", "reward": 2.5, "model": "lightgbm"},
+                   headers=AUTH)
+        assert r.status_code == 202
+    # Leaving the client ran the lifespan shutdown, which writes the queue out.
+    with served.registry.reading() as s:
+        outcomes = {f.request_id: (f.label, f.reward, f.model_name)
+                    for f in s.exec(select(Feedback).where(Feedback.request_id.like("fb-%")))}
+        logged = list(s.exec(select(PredictionLog).where(PredictionLog.request_id == "fb-1")))
+    assert outcomes == {"fb-1": (1.0, None, None), "fb-2": (None, 2.5, "lightgbm")}
+    assert [(p.version_id, p.variant) for p in logged] == [("lightgbm-v1", "production")]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"request_id": "x"}, "body"),
+    ({"label": 1}, "body/request_id"),
+    ({"request_id": "x", "label": "yes"}, "body/label"),
+    ({"request_id": "x", "reward": 1, "extra": 1}, "body/extra"),
+])
+def test_malformed_feedback_is_a_422(client, body, field):
+    r = client.post("/feedback", json=body, headers=AUTH)
+    assert r.status_code == 422 and field in locs(r)
+
+
+def test_feedback_for_an_unknown_model_is_a_404(client):
+    r = client.post("/feedback", json={"request_id": "x", "label": 1, "model": "nope"}, headers=AUTH)
+    assert r.status_code == 404
+
+
+# Auth ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path, body", [
+    ("/predict/lightgbm", {"request_id": "a", "features": {}}),
+    ("/feedback", {"request_id": "a", "label": 1}),
+])
+def test_state_changing_endpoints_need_the_bearer_token(client, path, body):
+    missing = client.post(path, json=body)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    for header in (f"Bearer wrong-{TOKEN}", f"Basic {TOKEN}", "Bearer", TOKEN):
+        r = client.post(path, json=body, headers={"Authorization": header})
+        assert r.status_code == 403, header
+
+
+def test_reading_endpoints_are_open(client):
+    assert client.get("/health").status_code == 200
+    assert client.get("/models").status_code == 200
+
+
+def test_without_a_token_the_service_is_open_on_loopback_only(served):
+    with client_for(served, token=None) as c:
+        assert predict(c, {"request_id": "open", "features": features()}, headers={}).status_code == 200
+        assert c.get("/health").json()["auth"].startswith("none")
+    check_exposure("127.0.0.1", None, "RETRAIN_SERVE_TOKEN")
+    check_exposure("::1", None, "RETRAIN_SERVE_TOKEN")
+    check_exposure("0.0.0.0", "t", "RETRAIN_SERVE_TOKEN")
+    for host in ("0.0.0.0", "192.168.1.5", "example.com"):
+        with pytest.raises(ConfigError, match="RETRAIN_SERVE_TOKEN"):
+            check_exposure(host, None, "RETRAIN_SERVE_TOKEN")
+
+
+def test_the_cli_refuses_a_public_host_without_a_token(served, monkeypatch, capsys):
+    monkeypatch.delenv("RETRAIN_SERVE_TOKEN", raising=False)
+    config = str(served.settings.base_dir / "retrain.toml")
+    assert cli.main(["serve", "--config", config, "--host", "0.0.0.0", "--port", "9"]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to serve on 0.0.0.0 without a bearer token" in err and "Traceback" not in err
+
+
+def test_the_token_comes_from_the_variable_named_in_config(served):
+    cfg = served.settings.serve.model_copy(update={"token_env": "MY_TOKEN"})
+    assert serve_token(cfg, {"MY_TOKEN": " abc "}) == "abc"
+    assert serve_token(cfg, {"MY_TOKEN": ""}) is None
+    assert serve_token(cfg, {"RETRAIN_SERVE_TOKEN": "abc"}) is None
+
+
+# Broken artifacts, registry changes ----------------------------------------------------------
+
+def test_an_artifact_that_fails_its_sha256_is_a_503_and_other_models_keep_serving(served):
+    version = register(served, "tampered", train(served, "lightgbm", seed=3))
+    path = served.registry.artifact_file(version)
+    path.write_bytes(path.read_bytes() + b"\0")
+    with client_for(served) as c:
+        r = predict(c, {"request_id": "t1", "features": features()}, model="tampered")
+        assert r.status_code == 503
+        assert "sha256" in r.json()["detail"] and "tampered-v1" in r.json()["detail"]
+        assert predict(c, {"request_id": "t2", "features": features()}).status_code == 200
+        health = c.get("/health").json()
+        assert health["status"] == "degraded" and "tampered-v1" in health["broken_versions"]
+        assert "tampered-v1" not in health["loaded_versions"]
+
+
+def test_models_lists_production_versions_and_the_active_experiment(served):
+    v2 = register(served, "lightgbm", train(served, "lightgbm", seed=2), promote=False)
+    manager = ABTestingManager(workspace=served)
+    test = manager.create_ab_test("lightgbm", "lightgbm-v1", v2.version_id, 0.3, 7)
+    try:
+        with client_for(served) as c:
+            models = {m["name"]: m for m in c.get("/models").json()["models"]}
+            health = c.get("/health").json()
+    finally:
+        manager.end_test(test["test_id"], promote_winner=False)
+    lgb = models["lightgbm"]
+    assert lgb["production_version"] == "lightgbm-v1"
+    assert lgb["experiment"]["id"] == test["test_id"] and lgb["experiment"]["traffic_b"] == 0.3
+    assert (lgb["experiment"]["version_a"], lgb["experiment"]["version_b"]) == ("lightgbm-v1", v2.version_id)
+    assert models["random_forest"]["experiment"] is None
+    # Both versions of the experiment are loaded before traffic reaches them.
+    assert {"lightgbm-v1", v2.version_id} <= set(lgb["loaded_versions"])
+    assert health["status"] in ("ok", "degraded") and health["registry"]["reachable"]
+
+
+def test_a_promotion_is_picked_up_and_the_old_version_unloaded(tmp_path):
+    write_workspace(tmp_path, months=1, rows_per_month=600, trees=10)
+    ws = Workspace.open(tmp_path / "retrain.toml")
+    ws.settings.serve.refresh_seconds = 0.1
+    register(ws, "lightgbm", train(ws, "lightgbm"))
+    with client_for(ws) as c:
+        assert predict(c, {"request_id": "p1", "features": features()}).json()["version"] == "lightgbm-v1"
+        v2 = register(ws, "lightgbm", train(ws, "lightgbm", seed=2))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            answer = predict(c, {"request_id": "p2", "features": features()}).json()
+            loaded = c.get("/health").json()["loaded_versions"]
+            if answer["version"] == v2.version_id and loaded == [v2.version_id]:
+                break
+            time.sleep(0.05)
+        assert answer["version"] == v2.version_id
+        assert loaded == [v2.version_id]
+    ws.registry.dispose()
+
+
+def test_a_new_model_is_served_without_a_restart(tmp_path):
+    write_workspace(tmp_path, months=1, rows_per_month=600, trees=10)
+    ws = Workspace.open(tmp_path / "retrain.toml")
+    ws.settings.serve.refresh_seconds = 0.1
+    with client_for(ws) as c:
+        assert predict(c, {"request_id": "n1", "features": features()}).status_code == 404
+        register(ws, "lightgbm", train(ws, "lightgbm"))
+        deadline = time.monotonic() + 10
+        while predict(c, {"request_id": "n2", "features": features()}).status_code != 200:
+            assert time.monotonic() < deadline, "the new model was not picked up"
+            time.sleep(0.05)
+    ws.registry.dispose()
+
+
+def test_a_model_without_a_production_version_is_a_503(tmp_path):
+    write_workspace(tmp_path, months=1, rows_per_month=600, trees=10)
+    ws = Workspace.open(tmp_path / "retrain.toml")
+    register(ws, "lightgbm", train(ws, "lightgbm"), promote=False)
+    with client_for(ws) as c:
+        r = predict(c, {"request_id": "x", "features": features()})
+    assert r.status_code == 503 and "no production version" in r.json()["detail"]
+    ws.registry.dispose()
+
+
+def test_features_come_from_the_version_that_answers(tmp_path):
+    """A version trained on fewer features wants exactly those."""
+    from retrain.data import Schema
+    write_workspace(tmp_path, months=1, rows_per_month=600, trees=10)
+    ws = Workspace.open(tmp_path / "retrain.toml")
+    frame = generate_month(0, 600, drifted=False, seed=1)
+    schema = Schema(("income", "credit_score", "purpose"), ("purpose",))
+    register(ws, "lightgbm", fit_model("lightgbm", {"n_estimators": 5}, frame, schema,
+                                       "defaulted", 1))
+    with client_for(ws) as c:
+        small = {"income": 50_000.0, "credit_score": 700, "purpose": "car"}
+        assert predict(c, {"request_id": "s1", "features": small}).status_code == 200
+        r = predict(c, {"request_id": "s2", "features": features()})
+    assert r.status_code == 422 and "body/features/age" in locs(r)
+    ws.registry.dispose()
