@@ -4,8 +4,8 @@
 
 An alternative to ``prefect deploy`` + a worker for a single machine: the process registers
 ``retraining-pipeline/monthly`` (cron and timezone from ``[schedule]``, the drift and volume
-triggers, one run at a time) and ``drift-check/daily``, and runs their flow runs itself until
-stopped. The deployments have the same names as in prefect.yaml: use one way or the other.
+triggers, one run at a time), ``drift-check/daily`` and ``rollout-advance/hourly`` (cron from
+``[rollout]``), and runs their flow runs itself until stopped. The deployments have the same names as in prefect.yaml: use one way or the other.
 Apply the failure and crash automations with ``python -m deployments.automations``.
 """
 
@@ -24,12 +24,14 @@ from deployments.automations import pipeline_triggers  # noqa: E402
 from deployments.steps import DRIFT_CHECK_CRON  # noqa: E402
 from flows.drift_check import drift_check  # noqa: E402
 from flows.pipeline import retraining_pipeline  # noqa: E402
+from flows.rollout import rollout_advance  # noqa: E402
 from retrain.config import find_config_path, load_config  # noqa: E402
 
 
 def main() -> None:
     config_path = str(find_config_path())
-    schedule = load_config(config_path).schedule
+    settings = load_config(config_path)
+    schedule = settings.schedule
     serve(
         retraining_pipeline.to_deployment(
             name="monthly",
@@ -44,6 +46,15 @@ def main() -> None:
             name="daily",
             schedules=[Cron(DRIFT_CHECK_CRON, timezone=schedule.timezone)],
             parameters={"config": config_path},
+            tags=["retrain"],
+        ),
+        rollout_advance.to_deployment(
+            name="hourly",
+            schedules=[Cron(settings.rollout.cron, timezone=schedule.timezone)],
+            parameters={"config": config_path},
+            # One check at a time: two would judge the same step twice.
+            concurrency_limit=ConcurrencyLimitConfig(
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
             tags=["retrain"],
         ),
     )
