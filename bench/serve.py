@@ -218,23 +218,29 @@ def main() -> int:
     config, payloads = build_workspace()
     print(f"demo workspace with a production {MODEL} model: {time.monotonic() - started:.0f}s "
           f"({TMP})", flush=True)
-    for name, ms in in_process_baseline(config, payloads[0]).items():
+    baseline = in_process_baseline(config, payloads[0])
+    for name, ms in baseline.items():
         print(f"  in process, {name}: {ms:.3f} ms")
+    batch_ms = next(iter(baseline.values()))
     print(f"\nopen loop at {args.rate:g} requests/s for {args.seconds:g}s on loopback "
           f"(latency from the scheduled send time, ms)")
     print(f"  {'':<34}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}{'throughput':>11}{'errors':>8}")
+    load_before = os.getloadavg()[0]
     results = {"threadpool": run_mode(config, payloads, args, in_loop=False)}
     if args.also_in_loop:
         results["event loop"] = run_mode(config, payloads, args, in_loop=True)
     errors = 0
-    print()
+    print(f"\nmachine load average (1 min) before / after the timed runs: {load_before:.2f} / "
+          f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (other work on the machine "
+          "shows up in the tail)")
     for mode, (health, predict) in results.items():
         errors += predict["errors"] + health["errors"]
         verdict = "meets" if predict["p99"] < 25 and predict["errors"] == 0 else "MISSES"
         print(f"{mode}: POST /predict p50 {predict['p50']:.2f} ms, p99 {predict['p99']:.2f} ms, "
               f"{predict['throughput']:.0f} requests/s, {predict['errors']} errors "
-              f"({verdict} the target p99 < 25 ms, 0 errors); p50 / GET /health p50 = "
-              f"{predict['p50'] / health['p50']:.2f}")
+              f"({verdict} the target p99 < 25 ms, 0 errors)")
+        print(f"  ratios: p50 / GET /health p50 = {predict['p50'] / health['p50']:.2f}; "
+              f"p50 / in-process batch-path one-row predict = {predict['p50'] / batch_ms:.2f}")
     return 1 if errors else 0
 
 

@@ -109,6 +109,13 @@ def create_app(service: PredictionService, *, token: str | None = None,
         log.error("%s %s: %s", request.method, request.url.path, exc)
         return JSONResponse(status_code=500, content={"detail": str(exc)})
 
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception):
+        # A bug, not the client's fault: the traceback goes to the log, the client gets JSON.
+        log.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse(status_code=500, content={"detail": "internal error; see the "
+                                                                "service's log"})
+
     def predict(model: str, body: PredictRequest) -> JSONResponse:
         result = service.predict(model, body.request_id, body.features, body.entity_id)
         return JSONResponse(result.as_dict())

@@ -184,8 +184,11 @@ class PredictionService:
         """Each model's production version and active experiment, read from the registry now."""
         out = []
         for name in sorted(self._known):
-            production = self.registry.production_version(name)
-            experiment = self._active_experiment(name)
+            try:
+                production = self.registry.production_version(name)
+                experiment = self._active_experiment(name)
+            except SQLAlchemyError as exc:
+                raise NotServing(f"the registry is not reachable: {type(exc).__name__}") from None
             out.append({
                 "name": name,
                 "production_version": production.version_id if production else None,

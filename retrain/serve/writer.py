@@ -187,7 +187,13 @@ class LogWriter:
             self._closing = True
             self._cond.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout=max(timeout, self.max_retry_seconds) + 5)
+            self._thread.join(timeout=timeout + 5)
+            if self._thread.is_alive():
+                # Still inside a write (a database lock?): flushing now could write its batch
+                # a second time, so report the rows as unwritten instead.
+                log.error("the log writer is stuck in a write; %d rows may be lost",
+                          self.pending())
+                return self.pending()
             self._thread = None
         left = self.flush(timeout)
         if left:
