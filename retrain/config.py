@@ -60,6 +60,11 @@ class TriggersConfig(_Section):
     # confidence, over this many resamples) has to lie above zero.
     performance_confidence: float = Field(default=0.95, gt=0, lt=1)
     performance_bootstrap: int = Field(default=1000, ge=100)
+    # Where the newly labeled rows come from: the feature store, or the production version's
+    # served predictions with their feedback (`retrain serve`); "auto" takes the live feedback
+    # once it has performance_min_live_outcomes outcomes since the promotion.
+    performance_source: Literal["auto", "store", "live"] = "auto"
+    performance_min_live_outcomes: int = Field(default=200, ge=1)
 
 
 class DriftConfig(_Section):

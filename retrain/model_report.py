@@ -54,7 +54,11 @@ def trigger_rows(document: dict[str, Any], name: str) -> list[list[Any]]:
         measured = perf.get("note") or ", ".join(
             f"{k} {_number(perf[k])}" for k in ("metric", "at_promotion", "current", "relative_drop")
             if perf.get(k) is not None)
-        rows.append(["performance", measured, "-", "yes" if perf["triggered"] else "no"])
+        if perf.get("rows") and not perf.get("note"):
+            measured += f" on {perf['rows']} rows of {perf.get('source') or 'feature store'}"
+        threshold = (f"drop >= {perf['threshold']:.0%}, interval above 0"
+                     if perf.get("threshold") is not None else "-")
+        rows.append(["performance", measured, threshold, "yes" if perf["triggered"] else "no"])
     return rows
 
 

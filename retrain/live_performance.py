@@ -1,0 +1,46 @@
+"""The production model's live outcomes: its served predictions joined with their feedback.
+
+The prediction service (``retrain serve``) logs every answer with the version that gave it and
+the probability of the positive class; ``POST /feedback`` later records the true label. The
+performance trigger reads these pairs to judge the model on the traffic it really serves.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import and_, func, or_, select
+
+from retrain.registry import Registry
+from retrain.registry.tables import Feedback, PredictionLog
+
+
+def live_outcomes(registry: Registry, model_name: str, version_id: str,
+                  since: datetime | None = None, limit: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, probabilities)`` of ``version_id``'s predictions since ``since`` that have a
+    labeled outcome, newest first up to ``limit``. A request's label is its latest feedback
+    (a correction replaces the first answer), 1 for the positive class (the model's second
+    class) and 0 otherwise; predictions without a probability are skipped."""
+    p, f = PredictionLog.__table__, Feedback.__table__
+    f2 = Feedback.__table__.alias("f2")
+    latest = (select(func.max(f2.c.id))
+              .where(f2.c.request_id == p.c.request_id, f2.c.label.is_not(None),
+                     or_(f2.c.model_name.is_(None), f2.c.model_name == p.c.model_name))
+              .scalar_subquery())
+    query = (select(f.c.label, p.c.probability)
+             .select_from(p.join(f, and_(f.c.request_id == p.c.request_id, f.c.id == latest)))
+             .where(p.c.model_name == model_name, p.c.version_id == version_id,
+                    p.c.probability.is_not(None))
+             .order_by(p.c.id.desc()))
+    if since is not None:
+        query = query.where(p.c.at >= since)
+    if limit is not None:
+        query = query.limit(limit)
+    with registry.reading() as s:
+        rows = s.connection().execute(query).all()
+    if not rows:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+    data = np.asarray(rows, dtype=np.float64)
+    return (data[:, 0] == 1.0).astype(np.int64), data[:, 1]
