@@ -12,11 +12,21 @@
   ``drift-check`` or ``rollback-model`` run whose heartbeats stop (its machine died with its worker, so nobody saw
   the process end) is marked Crashed after ``--crashed-after`` seconds (default 600, three
   of Prefect's 180-second heartbeats). This is what the parent flows' heartbeats are for.
-- **retrain: notify on failed or crashed run**: a run of ``retraining-pipeline``,
-  ``drift-check`` or ``rollback-model`` that ends Failed or Crashed calls the ``retrain-failure-webhook`` block
-  (a Prefect ``Webhook``) with a JSON description of the run. Its URL comes from
-  ``--webhook-url`` or ``[notifications] webhook_url``; without one this automation is left
-  out (and says so).
+- **retrain: email on failed or crashed run**: a run of ``retraining-pipeline``,
+  ``drift-check`` or ``rollback-model`` that ends Failed or Crashed runs the
+  ``failure-alert/notify`` deployment (``flows/failure_alert.py``) with the flow, run, run
+  id, state and message of that run, taken from the state-change event. The flow writes the
+  alert to the outbox and emails it to ``[notifications] email_recipients``. It runs in a
+  process of its own, so it also reports a run whose process died (Crashed), which an
+  ``on_failure`` hook cannot. Left out (and says so) when that deployment does not exist.
+- **retrain: notify on failed or crashed run**: the same runs call the
+  ``retrain-failure-webhook`` block (a Prefect ``Webhook``) with a JSON description of the
+  run, straight from the Prefect server: this works with no worker running, and when the
+  registry database is what failed. Its URL comes from ``--webhook-url`` or ``[notifications]
+  webhook_url``; without one this automation is left out (and says so). The failure-alert
+  flow does not send the webhook again.
+
+``failure-alert`` is not among the watched flows: an alert that fails cannot start another.
 
 Applying runs against the server in ``PREFECT_API_URL``, after ``prefect deploy``.
 """
@@ -31,9 +41,10 @@ from prefect import get_client
 from prefect.blocks.webhook import Webhook
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import StateType
-from prefect.events.actions import CallWebhook, ChangeFlowRunState
+from prefect.events.actions import CallWebhook, ChangeFlowRunState, RunDeployment
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+from prefect.exceptions import ObjectNotFound
 
 from retrain.config import find_config_path, load_config
 from retrain.errors import ConfigError
@@ -42,10 +53,14 @@ PIPELINE_FLOW = "retraining-pipeline"
 PIPELINE_DEPLOYMENT = f"{PIPELINE_FLOW}/monthly"
 DRIFT_CHECK_FLOW = "drift-check"
 DRIFT_CHECK_DEPLOYMENT = f"{DRIFT_CHECK_FLOW}/daily"
-# The flows people and schedules start (a failing subflow fails its parent too).
+FAILURE_ALERT_FLOW = "failure-alert"
+FAILURE_ALERT_DEPLOYMENT = f"{FAILURE_ALERT_FLOW}/notify"
+# The flows people and schedules start (a failing subflow fails its parent too); a new entry
+# flow belongs here. Never FAILURE_ALERT_FLOW: its failure would alert about itself.
 ENTRY_FLOWS = [PIPELINE_FLOW, DRIFT_CHECK_FLOW, "rollback-model"]
 WEBHOOK_BLOCK = "retrain-failure-webhook"
-FAILURE_AUTOMATION = "retrain: notify on failed or crashed run"
+FAILURE_AUTOMATION = "retrain: notify on failed or crashed run"  # the webhook
+EMAIL_AUTOMATION = "retrain: email on failed or crashed run"
 CRASH_AUTOMATION = "retrain: mark runs without heartbeats crashed"
 CRASHED_AFTER = timedelta(minutes=10)
 
@@ -70,6 +85,19 @@ FAILURE_PAYLOAD = """{
 }"""
 
 
+# The failure-alert flow's parameters, rendered by the server from the Failed or Crashed
+# state-change event: its resource is the flow run, with the state's name and message; the
+# flow is a related resource. (The server renders run-deployment parameters without its
+# ``ui_url`` filter, so the flow builds the run's dashboard link itself.)
+FAILURE_ALERT_PARAMETERS = {
+    "flow_name": "{{ event.resource_in_role['flow'].name }}",
+    "flow_run_name": "{{ event.resource.name }}",
+    "flow_run_id": "{{ event.resource.id | replace('prefect.flow-run.', '') }}",
+    "state": "{{ event.resource['prefect.state-name'] }}",
+    "message": "{{ (event.resource.get('prefect.state-message') or '')[:4000] }}",
+}
+
+
 def model_event_trigger(event: str, reason: str) -> DeploymentEventTrigger:
     """Run the pipeline deployment for the model of each ``event``, with ``reason``."""
     return DeploymentEventTrigger(
@@ -92,21 +120,37 @@ def pipeline_triggers() -> list[DeploymentEventTrigger]:
             model_event_trigger("retrain.volume.threshold-met", "volume")]
 
 
+def failed_or_crashed_run() -> EventTrigger:
+    """Each run of one of ENTRY_FLOWS that ends Failed or Crashed, once."""
+    return EventTrigger(
+        expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+        match={"prefect.resource.id": "prefect.flow-run.*"},
+        match_related={"prefect.resource.role": "flow", "prefect.resource.name": ENTRY_FLOWS},
+        for_each={"prefect.resource.id"},
+        posture=Posture.Reactive,
+        threshold=1,
+        within=timedelta(0),
+    )
+
+
 def failure_automation(webhook_block_id) -> AutomationCore:
     return AutomationCore(
         name=FAILURE_AUTOMATION,
         description=f"A Failed or Crashed run of {', '.join(ENTRY_FLOWS)} calls the "
                     f"{WEBHOOK_BLOCK} webhook.",
-        trigger=EventTrigger(
-            expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
-            match={"prefect.resource.id": "prefect.flow-run.*"},
-            match_related={"prefect.resource.role": "flow", "prefect.resource.name": ENTRY_FLOWS},
-            for_each={"prefect.resource.id"},
-            posture=Posture.Reactive,
-            threshold=1,
-            within=timedelta(0),
-        ),
+        trigger=failed_or_crashed_run(),
         actions=[CallWebhook(block_document_id=webhook_block_id, payload=FAILURE_PAYLOAD)],
+    )
+
+
+def failure_alert_automation(failure_alert_deployment_id) -> AutomationCore:
+    return AutomationCore(
+        name=EMAIL_AUTOMATION,
+        description=f"A Failed or Crashed run of {', '.join(ENTRY_FLOWS)} runs "
+                    f"{FAILURE_ALERT_DEPLOYMENT}, which emails the failure alert.",
+        trigger=failed_or_crashed_run(),
+        actions=[RunDeployment(source="selected", deployment_id=failure_alert_deployment_id,
+                               parameters=FAILURE_ALERT_PARAMETERS)],
     )
 
 
@@ -179,6 +223,13 @@ def apply(webhook_url: str | None = None, client: SyncPrefectClient | None = Non
         trigger.set_deployment_id(deployment.id)
         done[trigger.name] = _upsert(client, trigger.as_automation())
     done[CRASH_AUTOMATION] = _upsert(client, crash_detection(crashed_after))
+    try:
+        alert = client.read_deployment_by_name(FAILURE_ALERT_DEPLOYMENT)
+    except ObjectNotFound:  # e.g. deployments.serve, which does not serve it
+        done[EMAIL_AUTOMATION] = (f"skipped: no {FAILURE_ALERT_DEPLOYMENT} deployment (`prefect "
+                                  "deploy --all` creates it)")
+    else:
+        done[EMAIL_AUTOMATION] = _upsert(client, failure_alert_automation(alert.id))
     if webhook_url:
         block_id = Webhook(url=webhook_url, method="POST",
                            headers={"Content-Type": "application/json"}).save(WEBHOOK_BLOCK, overwrite=True)

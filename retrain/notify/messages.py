@@ -118,13 +118,20 @@ def retraining_summary(drift_detected: bool, volume_threshold_met: bool,
                     "decisions": {n: r.get("decision") for n, r in models.items()}})
 
 
-def failure(flow_name: str, run_name: str, state: str, message: str, url: str | None = None) -> Message:
+def failure(flow_name: str, run_name: str, state: str, message: str, url: str | None = None,
+            flow_run_id: str | None = None) -> Message:
+    """A run of one of our flows ended Failed or Crashed: which flow, which run, the state and
+    the state's message (the error), and where to look."""
     subject = f"[retrain] {flow_name} run {run_name} {state.lower()}"
-    lines = [f"The {flow_name} run {run_name} ended in state {state}.", message]
+    lines = [f"The {flow_name} run {run_name} ended in state {state}.",
+             message or "(the run left no message)"]
+    if flow_run_id:
+        lines.append(f"Flow run id: {flow_run_id}")
     if url:
         lines.append(f"Details: {url}")
     return Message("failure", subject, "\n".join(lines), _html(subject, lines), None,
-                   {"flow": flow_name, "run": run_name, "state": state, "message": message, "url": url})
+                   {"flow": flow_name, "run": run_name, "flow_run_id": flow_run_id, "state": state,
+                    "message": message, "url": url})
 
 
 def ab_test_result(document: dict[str, Any]) -> Message:
