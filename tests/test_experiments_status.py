@@ -229,3 +229,18 @@ result = ab_manager.end_test(test['test_id'], promote_winner=True)
     [test] = ABTestingManager(workspace=ab_workspace).list_tests()
     assert test.status == "stopped"
     assert ab_workspace.registry.production_version(MODEL).version_id == "lightgbm-v1"
+
+
+def test_a_version_rejected_offline_can_win_live_and_is_promoted_with_an_override(
+        manager, ab_workspace):
+    ab_workspace.registry.reject("lightgbm-v2", reason="not 5% better on the holdout")
+    test = manager.create_ab_test(MODEL, "production", "lightgbm-v2", now=START)
+    set_salt(ab_workspace, test["test_id"], "rejected-wins")
+    manager.refresh()
+    simulate(manager, {"A": 0.70, "B": 0.80}, 4000, np.random.default_rng(8))
+    result = manager.end_test(test["test_id"], now=START + timedelta(days=1))
+    assert result["promoted"] == "lightgbm-v2"
+    [promoted] = [e for e in ab_workspace.registry.history(MODEL)
+                  if e.action == "promoted" and e.version_id == "lightgbm-v2"]
+    assert promoted.details["override"] is True
+    assert promoted.details["experiment_id"] == test["test_id"]

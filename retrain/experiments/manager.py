@@ -38,10 +38,10 @@ def resolve_version(ws: Workspace, model_name: str, ref: str | int | None) -> Mo
     return ws.registry.resolve_version(model_name, None if ref is None else str(ref))
 
 
-def check_usable(version: ModelVersion, role: str) -> None:
-    if version.status == "rejected":
-        raise RegistryError(f"{role} {version.version_id} was rejected; an experiment could not "
-                            "promote it (promote it by hand with `retrain promote --force`)")
+def promotion_details(version: ModelVersion, details: dict[str, Any]) -> dict[str, Any]:
+    """A version rejected offline may still win live: the person who started the experiment
+    chose it, and the experiment's result is the override recorded in the audit log."""
+    return {**details, "override": True} if version.status == "rejected" else details
 
 
 class ABTestingManager:
@@ -133,8 +133,6 @@ class ABTestingManager:
         if a.version_id == b.version_id:
             raise RegistryError(f"version A and version B are both {a.version_id}; an A/B test "
                                 "needs two different versions")
-        check_usable(a, "version A")
-        check_usable(b, "version B")
         production = self.registry.production_version(model_name)
         now = now or utcnow()
         fields = dict(kind="ab_test", model_name=model_name, version_a=a.version_id,
@@ -240,9 +238,10 @@ class ABTestingManager:
         self.notifier.send_pending_promotion(experiment.model_name, target, expected, reason,
                                              candidate_metrics, production_metrics)
         try:
-            self.registry.promote(target, reason=reason, actor=actor,
-                                  details={"experiment_id": experiment.id, **_audit_numbers(document)},
-                                  expected_production=expected)
+            self.registry.promote(
+                target, reason=reason, actor=actor, expected_production=expected,
+                details=promotion_details(self.registry.get_version(target),
+                                          {"experiment_id": experiment.id, **_audit_numbers(document)}))
         except RegistryError as exc:
             raise RegistryError(f"{exc}; {experiment.id} is still running (end it without "
                                 f"promoting: `retrain ab end {experiment.id} --no-promote`)") from None

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from retrain.errors import ConfigError, RegistryError
 from retrain.experiments import analysis, store
-from retrain.experiments.manager import check_usable, resolve_version
+from retrain.experiments.manager import promotion_details, resolve_version
 from retrain.registry.tables import ACTIVE_EXPERIMENT_STATUSES, Experiment, utcnow
 from retrain.workspace import Workspace
 
@@ -134,7 +134,6 @@ def start_rollout(ws: Workspace, model_name: str, new_version: str | int,
                             f"make a first version production with `retrain promote`")
     if candidate.version_id == production.version_id:
         raise RegistryError(f"{candidate.version_id} is already production")
-    check_usable(candidate, "the new version")
     now = now or utcnow()
     gap = step_gap(schedule, 1)
     fields = dict(kind="rollout", model_name=model_name, version_a=production.version_id,
@@ -305,7 +304,9 @@ def _complete(ws: Workspace, experiment: Experiment, now: datetime,
         notifier.send_pending_promotion(model, experiment.version_b, experiment.version_a, reason)
         try:
             registry.promote(experiment.version_b, reason=reason, actor=actor,
-                             details={"experiment_id": experiment.id, "strategy": experiment.strategy},
+                             details=promotion_details(registry.get_version(experiment.version_b),
+                                                       {"experiment_id": experiment.id,
+                                                        "strategy": experiment.strategy}),
                              expected_production=experiment.version_a)
         except RegistryError as exc:
             return end_rollout(ws, experiment, f"cannot promote at 100%: {exc}", now, notifier,
