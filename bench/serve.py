@@ -1,12 +1,12 @@
 """The prediction service under a fixed load: POST /predict latency at 200 requests/s.
 
-    .venv/bin/python bench/serve.py [--rate 200] [--seconds 25] [--also-in-loop]
+    .venv/bin/python bench/serve.py [--rate 200] [--seconds 25] [--also-threadpool]
 
 Builds the demo workspace (``retrain demo``'s data: six months of 2,500 loan applications,
 150 trees) and bootstraps its LightGBM model with the library pipeline, then starts
 ``retrain serve`` as a real subprocess on a free loopback port, with a bearer token. The load
-generator (this process, httpx over keep-alive connections on loopback) is open-loop: request
-i is sent at t0 + i/rate whatever happened to the earlier ones, and its latency is counted
+generator (this process: a minimal asyncio HTTP/1.1 client over keep-alive loopback
+connections, see ``Connections``) is open-loop: request i is sent at t0 + i/rate whatever happened to the earlier ones, and its latency is counted
 from that scheduled time, so a stalled server cannot hide its queueing delay
 ("coordinated omission"). Payloads are real rows of the feature store, keyed by distinct
 request ids and entity ids.
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import os
 import socket
@@ -97,12 +98,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(config: Path, port: int, in_loop: bool) -> subprocess.Popen:
+def start_server(config: Path, port: int, threadpool: bool) -> subprocess.Popen:
     env = {**os.environ, "RETRAIN_SERVE_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "retrain.cli", "serve", "--config", str(config),
            "--host", "127.0.0.1", "--port", str(port)]
-    if in_loop:
-        cmd.append("--predict-in-loop")
+    if threadpool:
+        cmd.append("--predict-in-threadpool")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
                             stderr=open(TMP / f"serve-{port}.log", "wb"))
     deadline = time.monotonic() + 60
@@ -128,38 +129,121 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-async def open_loop(base: str, rate: float, seconds: float, request) -> dict:
-    """Send ``rate`` requests per second for ``seconds`` on a fixed schedule."""
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+class Connections:
+    """Keep-alive HTTP/1.1 connections to the service, each used by one request at a time.
+
+    A minimal client on purpose: httpx's AsyncClient spent 2-5 ms of CPU per request here,
+    more than the service, so under a fixed rate the load generator itself fell behind and
+    its queueing was counted as the service's latency."""
+
+    def __init__(self, port: int, limit: int = 64):
+        self.port = port
+        self.limit = limit
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.opened = 0
+        self.free = asyncio.Condition()
+
+    async def _acquire(self):
+        async with self.free:
+            while not self.idle and self.opened >= self.limit:
+                await self.free.wait()
+            if self.idle:
+                return self.idle.pop()
+            self.opened += 1
+        return await asyncio.open_connection("127.0.0.1", self.port)
+
+    async def _release(self, conn, reusable: bool) -> None:
+        async with self.free:
+            if reusable:
+                self.idle.append(conn)
+            else:
+                self.opened -= 1
+                conn[1].close()
+            self.free.notify()
+
+    async def send(self, raw: bytes) -> tuple[int, bytes]:
+        """Send one request (complete bytes); (status, body) of the response."""
+        conn = await self._acquire()
+        reader, writer = conn
+        try:
+            writer.write(raw)
+            status_line = await reader.readline()
+            if not status_line:
+                # The server closed a connection that sat idle past its keep-alive timeout
+                # before reading the request: send it again on a new connection.
+                writer.close()
+                conn = reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.write(raw)
+                status_line = await reader.readline()
+            status = int(status_line.split(b" ", 2)[1])
+            length, keep = 0, True
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"connection" and value.strip().lower() == b"close":
+                    keep = False
+            body = await reader.readexactly(length)
+        except BaseException:
+            await self._release(conn, False)
+            raise
+        await self._release(conn, keep)
+        return status, body
+
+    async def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+
+
+def http_request(method: str, path: str, body: dict | None = None) -> bytes:
+    data = b"" if body is None else json.dumps(body).encode()
+    head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {TOKEN}\r\n")
+    if body is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+    return (head + "\r\n").encode() + data
+
+
+async def open_loop(port: int, rate: float, requests: list[bytes]) -> dict:
+    """Send ``requests`` at ``rate`` per second on a fixed schedule (open loop)."""
+    connections = Connections(port)
     latencies: list[float] = []
     errors: dict[str, int] = {}
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=10,
-                                 headers={"Authorization": f"Bearer {TOKEN}"}) as client:
-        async def one(i: int, scheduled: float) -> None:
-            try:
-                response = await request(client, i)
-                if response.status_code >= 400:
-                    key = f"HTTP {response.status_code}: {response.text[:120]}"
-                    errors[key] = errors.get(key, 0) + 1
-                    return
-            except httpx.HTTPError as exc:
-                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-                return
-            latencies.append(time.perf_counter() - scheduled)
 
-        total = int(rate * seconds)
-        tasks = []
-        start = time.perf_counter() + 0.05
-        for i in range(total):
-            scheduled = start + i / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i, scheduled)))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
-    return {"latencies": sorted(latencies), "errors": errors, "sent": total,
+    async def one(raw: bytes, scheduled: float) -> None:
+        try:
+            status, body = await asyncio.wait_for(connections.send(raw), timeout=10)
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+            return
+        if status >= 400:
+            key = f"HTTP {status}: {body[:120].decode(errors='replace')}"
+            errors[key] = errors.get(key, 0) + 1
+            return
+        latencies.append(time.perf_counter() - scheduled)
+
+    tasks = []
+    start = time.perf_counter() + 0.05
+    for i, raw in enumerate(requests):
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(raw, scheduled)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    await connections.close()
+    return {"latencies": sorted(latencies), "errors": errors, "sent": len(requests),
             "elapsed": elapsed}
+
+
+def run(coroutine):
+    try:
+        import uvloop
+        return uvloop.run(coroutine)
+    except ImportError:
+        return asyncio.run(coroutine)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -181,25 +265,26 @@ def summary(name: str, result: dict) -> dict:
     return figures
 
 
-def run_mode(config: Path, payloads: list[dict], args, in_loop: bool) -> tuple[dict, dict]:
+def run_mode(config: Path, payloads: list[dict], args, threadpool: bool) -> tuple[dict, dict]:
     port = free_port()
-    proc = start_server(config, port, in_loop)
-    base = f"http://127.0.0.1:{port}"
+    proc = start_server(config, port, threadpool)
+    tag = "pool" if threadpool else "loop"
+
+    def predictions(name: str, seconds: float) -> list[bytes]:
+        # Built before the clock starts, so the generator only sends and reads.
+        return [http_request("POST", f"/predict/{MODEL}",
+                             {"request_id": f"{name}-{tag}-{i}", **payloads[i % len(payloads)]})
+                for i in range(int(args.rate * seconds))]
+
     try:
-        async def predict(client, i):
-            body = {"request_id": f"bench-{in_loop:d}-{i}", **payloads[i % len(payloads)]}
-            return await client.post(f"/predict/{MODEL}", json=body)
-
-        async def health(client, i):
-            return await client.get("/health")
-
-        asyncio.run(open_loop(base, args.rate, 3, predict))  # warm-up: connections, caches
-        mode = "in the event loop" if in_loop else "in the threadpool"
-        health_result = asyncio.run(open_loop(base, args.rate, args.seconds / 4, health))
-        predict_result = asyncio.run(open_loop(base, args.rate, args.seconds, predict))
+        run(open_loop(port, args.rate, predictions("warm-up", 3)))  # connections, caches
+        mode = "in the threadpool" if threadpool else "in the event loop"
+        health = [http_request("GET", "/health")] * int(args.rate * args.seconds / 4)
+        health_result = run(open_loop(port, args.rate, health))
+        predict_result = run(open_loop(port, args.rate, predictions("bench", args.seconds)))
         h = summary(f"GET /health ({mode})", health_result)
         p = summary(f"POST /predict ({mode})", predict_result)
-        written = httpx.get(f"{base}/health").json()["log"]["predictions"]
+        written = httpx.get(f"http://127.0.0.1:{port}/health").json()["log"]["predictions"]
         print(f"      prediction log: {written['written']} written, {written['pending']} "
               f"pending, {written['dropped']} dropped")
     finally:
@@ -211,8 +296,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
     parser.add_argument("--seconds", type=float, default=25.0, help="length of the timed run")
-    parser.add_argument("--also-in-loop", action="store_true",
-                        help="also measure the endpoint run in the event loop (no threadpool)")
+    parser.add_argument("--also-threadpool", action="store_true",
+                        help="also measure the endpoint run in the threadpool (a sync endpoint)")
     args = parser.parse_args()
     started = time.monotonic()
     config, payloads = build_workspace()
@@ -226,9 +311,9 @@ def main() -> int:
           f"(latency from the scheduled send time, ms)")
     print(f"  {'':<34}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}{'throughput':>11}{'errors':>8}")
     load_before = os.getloadavg()[0]
-    results = {"threadpool": run_mode(config, payloads, args, in_loop=False)}
-    if args.also_in_loop:
-        results["event loop"] = run_mode(config, payloads, args, in_loop=True)
+    results = {"event loop": run_mode(config, payloads, args, threadpool=False)}
+    if args.also_threadpool:
+        results["threadpool"] = run_mode(config, payloads, args, threadpool=True)
     errors = 0
     print(f"\nmachine load average (1 min) before / after the timed runs: {load_before:.2f} / "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (other work on the machine "

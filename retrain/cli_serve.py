@@ -19,7 +19,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = cfg.port if args.port is None else args.port
     token = serve_token(cfg)
     check_exposure(host, token, cfg.token_env)
-    app = build_app(ws, token, predict_in_threadpool=not args.predict_in_loop)
+    app = build_app(ws, token, predict_in_threadpool=args.predict_in_threadpool,
+                    freeze_gc=True)
     auth = (f"POST endpoints need 'Authorization: Bearer <${cfg.token_env}>'" if token else
             f"NO AUTH (${cfg.token_env} is not set): anyone on this machine can predict and "
             "send feedback")
@@ -40,5 +41,5 @@ def register(sub, workspace_options: argparse.ArgumentParser) -> None:
     p.add_argument("--uvicorn-log-level", default="warning",
                    choices=["critical", "error", "warning", "info", "debug"],
                    help="log level of the HTTP server itself (default: warning)")
-    p.add_argument("--predict-in-loop", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--predict-in-threadpool", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)

@@ -376,3 +376,15 @@ def test_features_come_from_the_version_that_answers(tmp_path):
         r = predict(c, {"request_id": "s2", "features": features()})
     assert r.status_code == 422 and "body/features/age" in locs(r)
     ws.registry.dispose()
+
+
+def test_the_threadpool_endpoint_answers_the_same(served):
+    manager = ABTestingManager(workspace=served)
+    body = {"request_id": "same", "features": features(3)}
+    answers = []
+    for threadpool in (False, True):
+        app = build_app(served, TOKEN, manager=manager, predict_in_threadpool=threadpool)
+        with TestClient(app) as c:
+            answers.append(predict(c, body).json())
+            assert predict(c, {"request_id": "x", "features": {}}).status_code == 422
+    assert answers[0] == answers[1]

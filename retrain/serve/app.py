@@ -12,6 +12,7 @@ answer (broken artifact, no production version, registry unreachable) a 503 with
 
 from __future__ import annotations
 
+import gc
 import hmac
 import ipaddress
 import logging
@@ -52,7 +53,8 @@ def _auth(token: str | None):
     """A dependency that checks ``Authorization: Bearer <token>`` (nothing when no token)."""
     expected = token.encode() if token else None
 
-    def require_token(authorization: str | None = Header(default=None)) -> None:
+    # async: a plain function would cost every request a trip through the threadpool.
+    async def require_token(authorization: str | None = Header(default=None)) -> None:
         if expected is None:
             return
         if not authorization:
@@ -72,13 +74,20 @@ def _feature_errors(exc: FeatureValidationError) -> JSONResponse:
 
 
 def create_app(service: PredictionService, *, token: str | None = None,
-               predict_in_threadpool: bool = True) -> FastAPI:
+               predict_in_threadpool: bool = False, freeze_gc: bool = False) -> FastAPI:
     """The app for ``service``; the service starts and stops with the app (lifespan), so the
-    log queue is written out on shutdown. ``token``: bearer token for the POST endpoints."""
+    log queue is written out on shutdown. ``token``: bearer token for the POST endpoints.
+    ``freeze_gc`` (for a server process): see the lifespan."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await run_in_threadpool(service.start)
+        if freeze_gc:
+            # The imports and loaded models are ~200k long-lived objects; a full collection
+            # scans them all and stalled every request for 100-300 ms about twice a minute.
+            # Frozen, they are never scanned again.
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
@@ -116,20 +125,27 @@ def create_app(service: PredictionService, *, token: str | None = None,
         return JSONResponse(status_code=500, content={"detail": "internal error; see the "
                                                                 "service's log"})
 
-    def predict(model: str, body: PredictRequest) -> JSONResponse:
+    def predict_sync(model: str, body: PredictRequest) -> JSONResponse:
         result = service.predict(model, body.request_id, body.features, body.entity_id)
         return JSONResponse(result.as_dict())
 
-    # A sync endpoint runs in the threadpool, so a first load of a version or a routing
-    # refresh never stalls the event loop; bench/serve.py measures both variants.
     if predict_in_threadpool:
         @app.post("/predict/{model}", dependencies=[auth])
         def predict_endpoint(model: str, body: PredictRequest) -> JSONResponse:
-            return predict(model, body)
+            return predict_sync(model, body)
     else:
+        # The default: routing (a dict lookup and a hash) and a one-row prediction take tens
+        # of microseconds, less than a trip through the threadpool, and under a steady load
+        # the hand-offs between the event loop and pool threads made latency collapse
+        # (bench/serve.py). Only a version that is not loaded yet is loaded in the pool.
         @app.post("/predict/{model}", dependencies=[auth])
         async def predict_endpoint(model: str, body: PredictRequest) -> JSONResponse:
-            return predict(model, body)
+            route = service.route(model, body.request_id, body.entity_id)
+            loaded = service.cache.peek(route.version_id)
+            if loaded is None:
+                loaded = await run_in_threadpool(service.cache.get, route.version_id)
+            result = service.answer(route, loaded, body.request_id, body.features)
+            return JSONResponse(result.as_dict())
 
     @app.post("/feedback", status_code=202, dependencies=[auth])
     def feedback(body: FeedbackRequest) -> JSONResponse:

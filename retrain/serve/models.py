@@ -88,6 +88,13 @@ class ModelCache:
         self._loading: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
+    def peek(self, version_id: str) -> LoadedVersion | None:
+        """The version if it is loaded already (never reads a file)."""
+        loaded = self._versions.get(version_id)
+        if loaded is not None:
+            loaded.last_used = time.monotonic()
+        return loaded
+
     def get(self, version_id: str) -> LoadedVersion:
         """The loaded version; loads it on first use. Raises VersionUnavailable for a
         broken artifact, RegistryError for an unknown version."""

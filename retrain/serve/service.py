@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from numbers import Real
 from typing import Any
@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from retrain.config import ServeConfig
 from retrain.errors import RegistryError, RetrainError
 from retrain.registry import Registry
-from retrain.serve.models import ModelCache
+from retrain.serve.models import LoadedVersion, ModelCache
 from retrain.serve.writer import LogWriter
 
 log = logging.getLogger("retrain.serve")
@@ -49,7 +49,10 @@ class Prediction:
     probability: float
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # By hand: dataclasses.asdict deep-copies and costs more than the prediction.
+        return {"request_id": self.request_id, "model": self.model, "version": self.version,
+                "variant": self.variant, "prediction": self.prediction,
+                "probability": self.probability}
 
 
 def _utcnow() -> datetime:
@@ -143,29 +146,38 @@ class PredictionService:
             known = ", ".join(sorted(self._known)) or "none yet"
             raise UnknownModel(f"no registered model {model_name!r} (registered: {known})")
 
-    def predict(self, model_name: str, request_id: str, features: dict[str, Any],
-                entity_id: str | int | None = None) -> Prediction:
-        """Route on ``entity_id`` (else ``request_id``), predict, queue the log row.
-
-        Raises UnknownModel, NotServing, VersionUnavailable (a broken artifact) or
-        FeatureValidationError (the row does not fit the version's schema)."""
+    def route(self, model_name: str, request_id: str, entity_id: str | int | None = None):
+        """The ``Route`` of a request: on ``entity_id`` if given, else on ``request_id``.
+        Raises UnknownModel or NotServing."""
         self._check_model(model_name)
         key = request_id if entity_id is None else str(entity_id)
         try:
-            route = self.manager.route(model_name, key)
+            return self.manager.route(model_name, key)
         except RegistryError as exc:
             raise NotServing(str(exc)) from None
         except SQLAlchemyError as exc:
             raise NotServing(f"the registry is not reachable: {type(exc).__name__}") from None
-        loaded = self.cache.get(route.version_id)
+
+    def answer(self, route, loaded: LoadedVersion, request_id: str,
+               features: dict[str, Any]) -> Prediction:
+        """Predict with the version the request is routed to and queue the log row.
+        Raises FeatureValidationError if the row does not fit the version's schema."""
         label, probability = loaded.predictor.predict(loaded.encoder.encode(features))
         self.writer.submit(PREDICTIONS, {
-            "request_id": request_id, "model_name": model_name, "version_id": route.version_id,
-            "variant": route.variant, "experiment_id": route.experiment_id,
+            "request_id": request_id, "model_name": loaded.model_name,
+            "version_id": route.version_id, "variant": route.variant,
+            "experiment_id": route.experiment_id,
             "prediction": _as_number(label, loaded.predictor.classes), "probability": probability,
             "at": _utcnow()})
-        return Prediction(request_id, model_name, route.version_id, route.variant,
+        return Prediction(request_id, loaded.model_name, route.version_id, route.variant,
                           _plain(label), probability)
+
+    def predict(self, model_name: str, request_id: str, features: dict[str, Any],
+                entity_id: str | int | None = None) -> Prediction:
+        """Route, load the version if needed (VersionUnavailable for a broken artifact),
+        predict, queue the log row."""
+        route = self.route(model_name, request_id, entity_id)
+        return self.answer(route, self.cache.get(route.version_id), request_id, features)
 
     def feedback(self, request_id: str, label: float | None = None, reward: float | None = None,
                  model_name: str | None = None) -> None:
