@@ -3,7 +3,9 @@
 Runs hourly (``rollout-advance/hourly``, cron from ``[rollout] cron``). For each active
 rollout the library (``retrain.experiments.advance_rollouts``) checks the guardrail, rolls the
 candidate back to 0% on a breach, advances a step that is due, or promotes the candidate at
-100%. The flow announces each outcome as an event and publishes the rollouts as a table.
+100%. The flow announces each outcome as an event and publishes the rollouts as a table. It
+also checks the active A/B tests, so their numbers on the dashboard are at most an hour old
+(``flows.experiments.check_ab_tests``).
 
 Events (resource ``retrain.model.<name>``): ``retrain.rollout.advanced``,
 ``retrain.rollout.rolled-back`` (production unchanged: only the candidate's traffic is gone),
@@ -21,7 +23,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.common import emit, notifier, workspace
 from flows.dashboard import artifact_key
-from retrain.experiments import advance_rollouts
+from flows.experiments import check_ab_tests
+from retrain.experiments import ABTestingManager, advance_rollouts
 from retrain.report import markdown_table
 
 ROLLOUTS_KEY = "retrain-rollouts"
@@ -51,7 +54,8 @@ def rollout_advance(config: str | None = None, now: str | None = None) -> list[d
     """Check and advance every active rollout once; ``now`` (ISO time) replays a moment."""
     logger = get_run_logger()
     ws = workspace(config)
-    results = [_jsonable(e) for e in advance_rollouts(ws, now=_parse_now(now), notifier=notifier(ws))]
+    alerts = notifier(ws)
+    results = [_jsonable(e) for e in advance_rollouts(ws, now=_parse_now(now), notifier=alerts)]
     for entry in results:
         logger.info("%s %s: %s (%s%% to %s) %s", entry["model"], entry["rollout_id"], entry["action"],
                     entry["traffic_percentage"], entry["version"], entry["reason"])
@@ -65,6 +69,7 @@ def rollout_advance(config: str | None = None, now: str | None = None) -> list[d
     if not results:
         logger.info("no active rollouts")
     publish(results)
+    check_ab_tests(ABTestingManager(workspace=ws, notifier=alerts))
     return results
 
 

@@ -95,3 +95,66 @@ def test_a_breach_rolls_the_candidate_back_and_production_stays(rollout_flow, cl
 def _key_filter(key: str):
     from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
     return ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=[key]))
+
+
+# The dashboard's flows: start-ab-test, end-ab-test, start-rollout, control-rollout ----------
+
+@pytest.fixture
+def experiment_flows(rollout_flow):
+    from flows import experiments
+    return experiments
+
+
+def config_of(ws) -> str:
+    return str(ws.settings.base_dir / "retrain.toml")
+
+
+def test_an_ab_test_from_the_dashboard_flows_promotes_its_winner(experiment_flows, client,
+                                                                   make_workspace):
+    from test_experiments_status import set_salt
+    ws = make_workspace("abflow")
+    from retrain.pipeline import run_pipeline
+    run_pipeline(ws, [MODEL])
+    production, candidate = ws.registry.production_version(MODEL).version_id, add_version(ws)
+
+    test = experiment_flows.start_ab_test(MODEL, candidate, traffic_split=0.5, config=config_of(ws))
+    assert (test["version_a"], test["version_b"]) == (production, candidate)
+    set_salt(ws, test["test_id"], "fixed-salt-1")
+    manager = ABTestingManager(workspace=ws, cache_seconds=0)
+    simulate(manager, {"A": 0.70, "B": 0.80}, 4000, np.random.default_rng(1))
+
+    [status] = experiment_flows.ab_test_status(MODEL, config=config_of(ws))
+    assert (status["status"], status["winner"]) == ("significant", "B")
+    state = experiment_flows.end_ab_test(test["test_id"], config=config_of(ws), return_state=True)
+    result = state.result()
+    assert (result["winner"], result["promoted"]) == ("B", candidate)
+    assert ws.registry.production_version(MODEL).version_id == candidate
+    run_id = state.state_details.flow_run_id
+    [ended] = wait_for_events(client, "retrain.abtest.ended", run_id, 1)
+    assert ended.payload["promoted"] == candidate and ended.payload["p_value"] <= 0.05
+    [promoted] = wait_for_events(client, "retrain.model.promoted", run_id, 1)
+    assert promoted.payload["version_id"] == candidate
+    artifact = client.read_latest_artifacts(artifact_filter=_key_filter("retrain-abtest-lightgbm"))[0]
+    assert test["test_id"] in str(artifact.data) and "SIGNIFICANT" in str(artifact.data)
+
+
+def test_a_rollout_from_the_dashboard_flows_pauses_and_aborts(experiment_flows, client,
+                                                              make_workspace):
+    ws = make_workspace("rolloutflow")
+    from retrain.pipeline import run_pipeline
+    run_pipeline(ws, [MODEL])
+    production, candidate = ws.registry.production_version(MODEL).version_id, add_version(ws)
+
+    rollout = experiment_flows.start_rollout(MODEL, candidate, strategy="gradual", steps=4,
+                                             config=config_of(ws))
+    assert [s["traffic_percentage"] for s in rollout["schedule"]] == [25, 50, 75, 100]
+    paused = experiment_flows.control_rollout(MODEL, "pause", reason="holiday", config=config_of(ws))
+    assert paused["action"] == "paused"
+    state = experiment_flows.control_rollout(MODEL, "abort", reason="not now", config=config_of(ws),
+                                             return_state=True)
+    assert state.result()["action"] == "stopped"
+    assert ws.registry.production_version(MODEL).version_id == production
+    [stopped] = wait_for_events(client, "retrain.rollout.stopped", state.state_details.flow_run_id, 1)
+    assert stopped.payload["version"] == candidate and "not now" in stopped.payload["reason"]
+    assert [e.action for e in ws.registry.history(MODEL)][-3:] == [
+        "rollout-started", "rollout-paused", "rollout-aborted"]
