@@ -2,7 +2,8 @@
 
 ``prefect deploy`` runs :func:`retrain_settings` as a build step (``id: retrain``); the
 deployments then use ``{{ retrain.cron }}``, ``{{ retrain.timezone }}``,
-``{{ retrain.drift_check_cron }}``, ``{{ retrain.env }}`` and ``{{ retrain.project_dir }}``. So the schedule has one home, ``[schedule]`` in
+``{{ retrain.drift_check_cron }}``, ``{{ retrain.rollout_cron }}`` (``[rollout] cron``),
+``{{ retrain.env }}`` and ``{{ retrain.project_dir }}``. So the schedule has one home, ``[schedule]`` in
 retrain.toml (or its environment overrides such as ``RETRAIN_SCHEDULE__TIMEZONE``), for
 ``prefect deploy`` and ``python -m deployments.serve`` alike.
 """
@@ -13,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from retrain.config import ENV_CONFIG, ScheduleConfig, find_config_path, load_config
+from retrain.config import ENV_CONFIG, RolloutConfig, ScheduleConfig, find_config_path, load_config
 from retrain.errors import ConfigError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -39,11 +40,14 @@ def retrain_settings(config: str | None = None) -> dict[str, Any]:
         if config is not None or os.environ.get(ENV_CONFIG):
             raise
         schedule, where = ScheduleConfig(), "no retrain.toml found: default schedule"
+        rollout = RolloutConfig()
     else:
-        schedule = load_config(path).schedule
+        settings = load_config(path)
+        schedule, rollout = settings.schedule, settings.rollout
         env[ENV_CONFIG] = str(path)
         where = f"workspace {path}"
     print(f"retrain: {where}; cron {schedule.cron!r} in {schedule.timezone}")
     return {"cron": schedule.cron, "timezone": schedule.timezone, "drift_check_cron": DRIFT_CHECK_CRON,
+            "rollout_cron": rollout.cron,
             "env": env,
             "config": env.get(ENV_CONFIG, ""), "project_dir": str(PROJECT_DIR)}
