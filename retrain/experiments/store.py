@@ -265,12 +265,11 @@ def outcome_sums(registry: Registry, experiment_id: str, metric: str
     f = Feedback.__table__
     f2 = Feedback.__table__.alias("f2")
     value, needs, prediction_needs = _metric_value(metric, p, f)
-    needs_latest = [c.is_not(None) for c in (f2.c.reward,)] if metric == "reward" \
-        else [f2.c.label.is_not(None)]
+    needs_latest = (f2.c.reward if metric == "reward" else f2.c.label).is_not(None)
     latest = (select(func.max(f2.c.id))
               .where(f2.c.request_id == p.c.request_id,
                      or_(f2.c.model_name.is_(None), f2.c.model_name == p.c.model_name),
-                     *needs_latest)
+                     needs_latest)
               .scalar_subquery())
     query = (select(p.c.variant, func.count(), func.coalesce(func.sum(value), 0.0),
                     func.coalesce(func.sum(value * value), 0.0))
