@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import email
+import email.policy
 import ipaddress
 import socket
 import ssl

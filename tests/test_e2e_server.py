@@ -10,10 +10,11 @@ is duplicated), and a process worker runs the flow runs. Then the issue's five c
    reason ``drift`` through the automation, and it completes;
 3. the monthly schedule has the configured cron and timezone, and the scheduler has created
    the run for the next 1st of the month;
-4. a failed run calls the failure webhook (a real HTTP receiver on loopback);
+4. a failed run calls the failure webhook (a real HTTP receiver on loopback), and the
+   failure-alert deployment, run by its automation, emails it (a real SMTP server on loopback);
 5. two drift events for one model in quick succession give two runs that never overlap.
 
-4b. a run whose heartbeats stop is marked Crashed, and the webhook hears of it too.
+4b. a run whose heartbeats stop is marked Crashed; the webhook and the email report it too.
 
 PostgreSQL: ``prefect deploy --all`` and the automations against a server backed by a
 throwaway PostgreSQL database (skipped, with the reason, when PostgreSQL does not answer).
@@ -41,6 +42,7 @@ import pytest
 
 from prefect_server import PROJECT_DIR, PrefectServer, WebhookReceiver, prefect_server, process_worker, tail
 from retrain.demo import append_drifted_month, write_workspace
+from smtp_server import Received, SmtpServer
 from retrain.workspace import Workspace
 
 slow = pytest.mark.slow
@@ -48,10 +50,12 @@ slow = pytest.mark.slow
 POOL = "retrain-pool"
 PIPELINE = "retraining-pipeline/monthly"
 DRIFT_CHECK = "drift-check/daily"
+FAILURE_ALERT = "failure-alert/notify"
 MODELS = ("random_forest", "lightgbm")
 TIMEZONE = "Europe/Amsterdam"  # not the default, to show that it is taken from the config
 AUTOMATIONS = ("retrain on drift", "retrain on volume", "retrain: mark runs without heartbeats crashed",
-               "retrain: notify on failed or crashed run")
+               "retrain: notify on failed or crashed run", "retrain: email on failed or crashed run")
+RECIPIENTS = ["ml-team@example.com"]
 RUN_TIMEOUT = 240
 
 
@@ -61,6 +65,7 @@ class Stack:
     client: object  # SyncPrefectClient of the server
     config: Path
     hook: WebhookReceiver
+    smtp: SmtpServer
     worker_log: Path
     automation_counts: dict[str, dict[str, int]]
 
@@ -89,6 +94,10 @@ def stack(tmp_path_factory):
     config = write_workspace(tmp / "ws", months=4, rows_per_month=900, trees=40)
     with ExitStack() as stack:
         hook = stack.enter_context(WebhookReceiver())
+        smtp = stack.enter_context(SmtpServer())
+        # Every notification of the flows is mailed to it (the failure alert is checked).
+        config.write_text(config.read_text() + f'\n[notifications]\nsmtp_host = "127.0.0.1"\n'
+                          f'smtp_port = {smtp.port}\nemail_recipients = {json.dumps(RECIPIENTS)}\n')
         server = stack.enter_context(prefect_server(tmp / "prefect-home"))
         client = stack.enter_context(SyncPrefectClient(server.url))
         server.cli("work-pool", "create", POOL, "--type", "process")
@@ -105,7 +114,7 @@ def stack(tmp_path_factory):
         counts["deploy again"] = automation_counts(client)
         worker_log = tmp / "worker.log"
         stack.enter_context(process_worker(server, POOL, worker_log))
-        yield Stack(server, client, config, hook, worker_log, counts)
+        yield Stack(server, client, config, hook, smtp, worker_log, counts)
 
 
 # Reading runs back ----------------------------------------------------------------------
@@ -168,6 +177,28 @@ def artifacts_of(client, run_id: UUID) -> dict[str, object]:
     ids = [run_id, *(c.id for c in children)]
     found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ids)))
     return {a.key: a for a in found if a.key}
+
+
+def wait_for_mail(stack: Stack, subject: str, timeout: float = 90) -> Received:
+    """The first mail with ``subject`` the SMTP server received."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [m for m in stack.smtp.received if m.subject == subject]
+        if found:
+            return found[0]
+        assert time.monotonic() < deadline, (
+            f"no mail {subject!r} within {timeout}s; received {[m.subject for m in stack.smtp.received]}"
+            + stack.fail_note())
+        time.sleep(0.5)
+
+
+def assert_alert_run_completed(stack: Stack, failed_run_id: UUID) -> None:
+    """The failure-alert run for ``failed_run_id`` was started by its automation and completed."""
+    [alert] = [r for r in deployment_runs(stack.client, FAILURE_ALERT)
+               if r.parameters.get("flow_run_id") == str(failed_run_id)]
+    assert alert.created_by is not None and alert.created_by.type == "AUTOMATION"
+    assert alert.created_by.display_value == "retrain: email on failed or crashed run"
+    assert_completed(stack, wait_until_final(stack, alert.id))
 
 
 def production(config: Path) -> dict[str, str | None]:
@@ -273,7 +304,8 @@ def test_deploying_and_applying_automations_twice_duplicates_nothing(stack):
         assert stack.automation_counts[step] == {name: 1 for name in AUTOMATIONS}, step
     deployments = {f"{stack.client.read_flow(d.flow_id).name}/{d.name}": d
                    for d in stack.client.read_deployments()}
-    assert set(deployments) == {PIPELINE, DRIFT_CHECK}
+    assert set(deployments) == {PIPELINE, DRIFT_CHECK, FAILURE_ALERT}
+    assert deployments[FAILURE_ALERT].work_pool_name == POOL
     pipeline = deployments[PIPELINE]
     assert pipeline.work_pool_name == POOL and deployments[DRIFT_CHECK].work_pool_name == POOL
     assert pipeline.global_concurrency_limit.limit == 1
@@ -355,8 +387,9 @@ def test_3_monthly_schedule_and_its_next_run(stack):
 
 
 @slow
-def test_4a_a_failed_run_calls_the_failure_webhook(stack):
-    """A run that fails (an unknown model: a user's mistake) calls the webhook."""
+def test_4a_a_failed_run_calls_the_failure_webhook_and_is_emailed(stack):
+    """A run that fails (an unknown model: a user's mistake) calls the webhook and, through
+    the failure-alert deployment, sends an email."""
     drift_check = stack.client.read_deployment_by_name(DRIFT_CHECK)
     run = stack.client.create_flow_run_from_deployment(drift_check.id,
                                                        parameters={"models": ["no_such_model"]})
@@ -369,6 +402,13 @@ def test_4a_a_failed_run_calls_the_failure_webhook(stack):
     assert "no_such_model" in body["message"]
     assert body["text"].startswith(f"retrain: drift-check run {final.name} Failed: ")
     assert body["parameters"] == {"models": ["no_such_model"]}
+
+    mail = wait_for_mail(stack, f"[retrain] drift-check run {final.name} failed")
+    assert mail.recipients == RECIPIENTS and mail.message["X-Retrain-Kind"] == "failure"
+    text = mail.part("text/plain")
+    assert f"The drift-check run {final.name} ended in state Failed." in text
+    assert "no_such_model" in text and str(run.id) in text
+    assert_alert_run_completed(stack, run.id)
 
 
 def registrations(config: Path, model: str) -> int:
@@ -399,6 +439,11 @@ def test_4b_a_run_whose_heartbeats_stop_is_crashed_and_reported(stack):
     assert body["state"] == "Crashed" and body["event"] == "retrain.run.crashed"
     assert "No heartbeat for 10s" in body["message"]
     assert stack.client.read_flow_run(run.id).state_type.value == "CRASHED"
+    # The email too: the failure-alert flow runs in a process of its own, so a run whose
+    # process is gone is reported all the same.
+    text = wait_for_mail(stack, f"[retrain] drift-check run {run.name} crashed").part("text/plain")
+    assert f"The drift-check run {run.name} ended in state Crashed." in text
+    assert "No heartbeat for 10s" in text
 
 
 @slow
