@@ -209,9 +209,11 @@ async def open_loop(port: int, rate: float, requests: list[bytes]) -> dict:
     """Send ``requests`` at ``rate`` per second on a fixed schedule (open loop)."""
     connections = Connections(port)
     latencies: list[float] = []
+    lags: list[float] = []  # how late the generator itself sent: its own share of latency
     errors: dict[str, int] = {}
 
     async def one(raw: bytes, scheduled: float) -> None:
+        lags.append(time.perf_counter() - scheduled)
         try:
             status, body = await asyncio.wait_for(connections.send(raw), timeout=10)
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
@@ -235,7 +237,7 @@ async def open_loop(port: int, rate: float, requests: list[bytes]) -> dict:
     elapsed = time.perf_counter() - start
     await connections.close()
     return {"latencies": sorted(latencies), "errors": errors, "sent": len(requests),
-            "elapsed": elapsed}
+            "elapsed": elapsed, "lags": sorted(lags)}
 
 
 def run(coroutine):
@@ -262,6 +264,7 @@ def summary(name: str, result: dict) -> dict:
           f"{figures['max']:8.1f}{figures['throughput']:9.1f}/s{figures['errors']:8d}", flush=True)
     for what, count in result["errors"].items():
         print(f"      {count} x {what}")
+    figures["lag_p99"] = percentile(result["lags"], 0.99)
     return figures
 
 
@@ -286,7 +289,8 @@ def run_mode(config: Path, payloads: list[dict], args, threadpool: bool) -> tupl
         p = summary(f"POST /predict ({mode})", predict_result)
         written = httpx.get(f"http://127.0.0.1:{port}/health").json()["log"]["predictions"]
         print(f"      prediction log: {written['written']} written, {written['pending']} "
-              f"pending, {written['dropped']} dropped")
+              f"pending, {written['dropped']} dropped; the generator sent late by p99 "
+              f"{p['lag_p99']:.2f} ms (counted in the latencies)")
     finally:
         stop_server(proc)
     return h, p

@@ -24,8 +24,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     auth = (f"POST endpoints need 'Authorization: Bearer <${cfg.token_env}>'" if token else
             f"NO AUTH (${cfg.token_env} is not set): anyone on this machine can predict and "
             "send feedback")
-    log.info("serving the models of %s on http://%s:%d; %s; registry re-read every %gs",
-             ws.settings.registry_url, host, port, auth, cfg.refresh_seconds)
+    from sqlalchemy.engine import make_url
+    registry = make_url(ws.settings.registry_url).render_as_string(hide_password=True)
+    log.info("starting the prediction service for %s on http://%s:%d; %s; registry re-read "
+             "every %gs", registry, host, port, auth, cfg.refresh_seconds)
     # No access log: one line per request costs more than the prediction itself.
     uvicorn.run(app, host=host, port=port, log_level=args.uvicorn_log_level, access_log=False,
                 timeout_graceful_shutdown=10)
