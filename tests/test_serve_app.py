@@ -388,3 +388,37 @@ def test_the_threadpool_endpoint_answers_the_same(served):
             answers.append(predict(c, body).json())
             assert predict(c, {"request_id": "x", "features": {}}).status_code == 422
     assert answers[0] == answers[1]
+
+
+def test_an_unreachable_registry_is_a_503_and_the_service_recovers_by_itself(tmp_path):
+    from sqlalchemy import text
+    write_workspace(tmp_path, months=1, rows_per_month=600, trees=10)
+    ws = Workspace.open(tmp_path / "retrain.toml")
+    ws.settings.serve.refresh_seconds = 0.1
+    register(ws, "lightgbm", train(ws, "lightgbm"))
+    body = {"request_id": "u1", "features": features()}
+
+    def wait_for(condition):
+        deadline = time.monotonic() + 10
+        while not condition():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+    with client_for(ws) as c:
+        assert predict(c, body).status_code == 200
+        with ws.registry.transaction() as s:  # a real failure: the table disappears
+            s.exec(text("ALTER TABLE model_version RENAME TO model_version_away"))
+        try:
+            wait_for(lambda: c.get("/health").status_code == 503)
+            health = c.get("/health").json()
+            assert health["status"] == "unavailable" and not health["registry"]["reachable"]
+            assert "model_version" in health["registry"]["error"]
+            wait_for(lambda: predict(c, body).status_code == 503)
+            assert "registry is not reachable" in predict(c, body).json()["detail"]
+            assert c.get("/models").status_code == 503
+        finally:
+            with ws.registry.transaction() as s:
+                s.exec(text("ALTER TABLE model_version_away RENAME TO model_version"))
+        wait_for(lambda: c.get("/health").json()["status"] == "ok")
+        assert predict(c, body).status_code == 200
+    ws.registry.dispose()
