@@ -92,7 +92,9 @@ def test_a_better_a_wins_and_production_stays(manager, ab_workspace):
         "A", None, "lightgbm-v1")
 
 
-@pytest.mark.parametrize("seed", range(6))
+# Twelve seeds: a fixed-horizon z-test peeked at like this declares a false winner for two of
+# them (seeds 8 and 9), so the test tells an always-valid p-value from a naive one.
+@pytest.mark.parametrize("seed", range(12))
 def test_an_a_a_test_checked_after_every_batch_declares_no_winner(manager, ab_workspace, seed):
     test = manager.create_ab_test(MODEL, "lightgbm-v1", "lightgbm-v2", now=START)
     set_salt(ab_workspace, test["test_id"], f"a-a-{seed}")
