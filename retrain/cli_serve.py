@@ -19,6 +19,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = cfg.port if args.port is None else args.port
     token = serve_token(cfg)
     check_exposure(host, token, cfg.token_env)
+    _check_port(host, port)
     app = build_app(ws, token, predict_in_threadpool=args.predict_in_threadpool,
                     freeze_gc=True)
     auth = (f"POST endpoints need 'Authorization: Bearer <${cfg.token_env}>'" if token else
@@ -32,6 +33,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     uvicorn.run(app, host=host, port=port, log_level=args.uvicorn_log_level, access_log=False,
                 timeout_graceful_shutdown=10)
     return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    """A taken port is the user's to fix: one line before any model is loaded, rather than
+    uvicorn's error after start-up."""
+    import socket
+
+    from retrain.errors import ConfigError
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def register(sub, workspace_options: argparse.ArgumentParser) -> None:

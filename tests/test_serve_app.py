@@ -269,6 +269,17 @@ def test_the_cli_refuses_a_public_host_without_a_token(served, monkeypatch, caps
     assert "refusing to serve on 0.0.0.0 without a bearer token" in err and "Traceback" not in err
 
 
+def test_the_cli_says_when_the_port_is_taken(served, capsys):
+    import socket
+    config = str(served.settings.base_dir / "retrain.toml")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["serve", "--config", config, "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
 def test_the_token_comes_from_the_variable_named_in_config(served):
     cfg = served.settings.serve.model_copy(update={"token_env": "MY_TOKEN"})
     assert serve_token(cfg, {"MY_TOKEN": " abc "}) == "abc"
