@@ -57,7 +57,8 @@ FAILURE_ALERT_FLOW = "failure-alert"
 FAILURE_ALERT_DEPLOYMENT = f"{FAILURE_ALERT_FLOW}/notify"
 # The flows people and schedules start (a failing subflow fails its parent too); a new entry
 # flow belongs here. Never FAILURE_ALERT_FLOW: its failure would alert about itself.
-ENTRY_FLOWS = [PIPELINE_FLOW, DRIFT_CHECK_FLOW, "rollback-model"]
+ENTRY_FLOWS = [PIPELINE_FLOW, DRIFT_CHECK_FLOW, "rollback-model", "rollout-advance",
+               "start-ab-test", "ab-test-status", "end-ab-test", "start-rollout", "control-rollout"]
 WEBHOOK_BLOCK = "retrain-failure-webhook"
 FAILURE_AUTOMATION = "retrain: notify on failed or crashed run"  # the webhook
 EMAIL_AUTOMATION = "retrain: email on failed or crashed run"

@@ -5,7 +5,8 @@
 An alternative to ``prefect deploy`` + a worker for a single machine: the process registers
 ``retraining-pipeline/monthly`` (cron and timezone from ``[schedule]``, the drift and volume
 triggers, one run at a time), ``drift-check/daily``, ``rollout-advance/hourly`` (cron from ``[rollout]``) and the
-A/B-test and rollout flows for the dashboard (``<flow>/manual``), and runs their flow runs
+rollback, A/B-test and rollout flows for the dashboard (``<flow>/manual``), and
+``failure-alert/notify``, and runs their flow runs
 itself until stopped. The deployments have the same names as in prefect.yaml: use one way or the other.
 Apply the failure and crash automations with ``python -m deployments.automations``.
 """
@@ -27,6 +28,8 @@ from flows.drift_check import drift_check  # noqa: E402
 from flows.pipeline import retraining_pipeline  # noqa: E402
 from flows.experiments import (ab_test_status, control_rollout, end_ab_test, start_ab_test,  # noqa: E402
                                start_rollout)
+from flows.failure_alert import failure_alert  # noqa: E402
+from flows.rollback import rollback_model  # noqa: E402
 from flows.rollout import rollout_advance  # noqa: E402
 from retrain.config import find_config_path, load_config  # noqa: E402
 
@@ -60,8 +63,12 @@ def main() -> None:
                 limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
             tags=["retrain"],
         ),
+        # Run by the automation "retrain: email on failed or crashed run".
+        failure_alert.to_deployment(name="notify", parameters={"config": config_path},
+                                    tags=["retrain"]),
         *[manual.to_deployment(name="manual", parameters={"config": config_path}, tags=["retrain"])
-          for manual in (start_ab_test, ab_test_status, end_ab_test, start_rollout, control_rollout)],
+          for manual in (rollback_model, start_ab_test, ab_test_status, end_ab_test,
+                         start_rollout, control_rollout)],
     )
 
 

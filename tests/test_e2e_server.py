@@ -51,6 +51,10 @@ POOL = "retrain-pool"
 PIPELINE = "retraining-pipeline/monthly"
 DRIFT_CHECK = "drift-check/daily"
 FAILURE_ALERT = "failure-alert/notify"
+ROLLOUT_ADVANCE = "rollout-advance/hourly"
+# Run from the dashboard's form: rollback, A/B tests and rollouts.
+MANUAL = {f"{flow}/manual" for flow in ("rollback-model", "start-ab-test", "ab-test-status",
+                                        "end-ab-test", "start-rollout", "control-rollout")}
 MODELS = ("random_forest", "lightgbm")
 TIMEZONE = "Europe/Amsterdam"  # not the default, to show that it is taken from the config
 AUTOMATIONS = ("retrain on drift", "retrain on volume", "retrain: mark runs without heartbeats crashed",
@@ -304,8 +308,12 @@ def test_deploying_and_applying_automations_twice_duplicates_nothing(stack):
         assert stack.automation_counts[step] == {name: 1 for name in AUTOMATIONS}, step
     deployments = {f"{stack.client.read_flow(d.flow_id).name}/{d.name}": d
                    for d in stack.client.read_deployments()}
-    assert set(deployments) == {PIPELINE, DRIFT_CHECK, FAILURE_ALERT}
-    assert deployments[FAILURE_ALERT].work_pool_name == POOL
+    assert set(deployments) == {PIPELINE, DRIFT_CHECK, FAILURE_ALERT, ROLLOUT_ADVANCE, *MANUAL}
+    assert {d.work_pool_name for d in deployments.values()} == {POOL}
+    rollout = deployments[ROLLOUT_ADVANCE]
+    assert [s.schedule.cron for s in rollout.schedules] == ["0 * * * *"]
+    assert rollout.concurrency_options.collision_strategy.value == "CANCEL_NEW"
+    assert all(not deployments[name].schedules for name in MANUAL)
     pipeline = deployments[PIPELINE]
     assert pipeline.work_pool_name == POOL and deployments[DRIFT_CHECK].work_pool_name == POOL
     assert pipeline.global_concurrency_limit.limit == 1
