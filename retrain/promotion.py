@@ -131,6 +131,21 @@ def apply_decision(ws: Workspace, evaluation: dict[str, Any],
               "production_version_before": previous,
               "relative_improvement": evaluation["relative_improvement"]}
 
+    if decision != "rejected" and (experiment := _live_experiment(ws, model)) is not None:
+        # Production must not move under a live A/B test or rollout: its traffic would keep
+        # going to the experiment's versions, and the experiment would compare the wrong ones.
+        kind = "A/B test" if experiment.kind == "ab_test" else "rollout"
+        end = (f"`retrain ab end {experiment.id}`" if experiment.kind == "ab_test"
+               else f"`retrain rollout abort {model}`")
+        why = (f"{reason}; {kind} {experiment.id} ({experiment.version_a} vs "
+               f"{experiment.version_b}) is running, so production stays: end it ({end}) and "
+               f"run `retrain promote {version_id}`, or roll this version out after it")
+        ws.registry.record(model, "awaiting-experiment", version_id=version_id, reason=why,
+                           details={**details, "experiment_id": experiment.id}, actor=actor)
+        log.info("%s waits for %s: %s", version_id, experiment.id, reason)
+        return {**result, "decision": "awaiting-experiment", "reason": why,
+                "experiment_id": experiment.id}
+
     if decision != "rejected" and requires_approval(ws, model):
         if approver is None:
             ws.registry.record(model, "awaiting-approval", version_id=version_id, reason=reason,
@@ -182,6 +197,12 @@ def apply_decision(ws: Workspace, evaluation: dict[str, Any],
         model, version_id, None if improvement is None else 100 * improvement, metrics["candidate"],
         previous=previous, production_metrics=metrics["production"], reason=reason)
     return result
+
+
+def _live_experiment(ws: Workspace, model_name: str):
+    """The model's running or paused A/B test or rollout, if any."""
+    from retrain.experiments.store import active_experiment
+    return active_experiment(ws.registry, model_name)
 
 
 def rollback_model(ws: Workspace, model_name: str, to: str | None = None, reason: str = "",

@@ -231,3 +231,22 @@ def test_feedback_needs_a_label_or_a_reward(manager):
         manager.record_outcome("r-1")
     with pytest.raises(DataValidationError, match="'label': row 0: expected a finite number"):
         manager.log_feedback([{"request_id": "r", "label": float("nan")}])
+
+
+def test_the_pipeline_does_not_move_production_under_a_live_experiment(manager, ab_workspace,
+                                                                       drift_month):
+    """A candidate good enough to promote waits while the model has an A/B test running; the
+    test keeps comparing the versions it started with."""
+    test = manager.create_ab_test(MODEL, "production", "lightgbm-v2", traffic_split=0.5)
+    drift_month(ab_workspace)
+    document = run_pipeline(ab_workspace, [MODEL])
+    decision = document["models"][MODEL]
+    assert decision["decision"] == "awaiting-experiment", decision
+    assert test["test_id"] in decision["reason"] and "retrain promote" in decision["reason"]
+    registry = ab_workspace.registry
+    assert registry.production_version(MODEL).version_id == "lightgbm-v1"
+    candidate = registry.get_version(decision["candidate_version"])
+    assert candidate.status == "candidate"
+    assert registry.history(MODEL)[-1].action == "awaiting-experiment"
+    manager.refresh()
+    assert {manager.route(MODEL, k).version_id for k in ids(200)} == {"lightgbm-v1", "lightgbm-v2"}
