@@ -15,7 +15,6 @@ resumed|stopped``, ``retrain.model.promoted`` when a winner or an immediate roll
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
@@ -24,24 +23,13 @@ from prefect.artifacts import create_markdown_artifact
 from flows.common import emit, notifier, workspace
 from flows.dashboard import artifact_key
 from retrain.experiments import ABTestingManager
+from retrain.experiments.analysis import jsonable as _jsonable
 from retrain.experiments.report import schedule_table, status_text
 
 
 def _manager(config: str | None) -> ABTestingManager:
     ws = workspace(config)
     return ABTestingManager(workspace=ws, notifier=notifier(ws))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
-        return None  # JSON has no NaN or infinity (an unbounded interval before any outcome)
-    return value
 
 
 def _block(title: str, text: str) -> str:

@@ -25,6 +25,7 @@ from flows.common import emit, notifier, workspace
 from flows.dashboard import artifact_key
 from flows.experiments import check_ab_tests
 from retrain.experiments import ABTestingManager, advance_rollouts
+from retrain.experiments.analysis import jsonable as _jsonable
 from retrain.report import markdown_table
 
 ROLLOUTS_KEY = "retrain-rollouts"
@@ -33,10 +34,6 @@ EVENTS = {"advanced": "retrain.rollout.advanced", "rolled-back": "retrain.rollou
           "completed": "retrain.model.promoted"}
 COLUMNS = ("model", "rollout_id", "version", "production_version", "action", "step", "steps",
            "traffic_percentage", "next_step_at", "reason")
-
-
-def _jsonable(entry: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in entry.items()}
 
 
 def _parse_now(now: str | None) -> datetime | None:

@@ -166,11 +166,15 @@ def final_status(experiment: Experiment, winner: str | None, now: datetime) -> s
 
 
 def jsonable(value: Any) -> Any:
-    """Datetimes as ISO strings, so a document can be stored in a JSON column."""
+    """Datetimes as ISO strings and non-finite numbers as None (JSON has no infinity: an
+    interval is unbounded before any outcome), so a document can be stored in a JSON column
+    or sent as an event payload."""
     if isinstance(value, dict):
         return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
