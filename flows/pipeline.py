@@ -130,8 +130,12 @@ def deploy_models(evaluations: dict[str, dict], config: str | None = None) -> di
         # failed or awaiting-approval: production is as it was; the run document says why.
         event = DECISION_EVENTS.get(decision["decision"])
         if event:
-            emit(event, name, {**decision, "metric": evaluations[name]["metric"],
-                               "metrics": evaluations[name]["metrics"], "threshold": threshold})
+            payload = {**decision, "metric": evaluations[name]["metric"],
+                       "metrics": evaluations[name]["metrics"], "threshold": threshold}
+            if decision["decision"] == "rolled-back":  # the same keys as rollback-model's event
+                payload.update(production_version=decision["production_version_before"],
+                               rolled_back_from=decision["version_id"])
+            emit(event, name, payload)
     return decisions
 
 

@@ -178,5 +178,8 @@ def test_deploy_models_after_a_failed_smoke_check_rolls_back_and_says_so(harness
     assert event.payload["decision"] == "rolled-back"
     assert event.payload["version_id"] == f"{MODEL}-v2"
     assert event.payload["production_version_before"] == f"{MODEL}-v1"
+    # The keys rollback-model's event has too.
+    assert (event.payload["production_version"], event.payload["rolled_back_from"]) == (
+        f"{MODEL}-v1", f"{MODEL}-v2")
     assert event.payload["reason"] == decision["reason"]
     assert "smoke rows" in event.payload["reason"]
