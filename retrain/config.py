@@ -147,23 +147,11 @@ class NotificationsConfig(_Section):
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
     # The server's certificate is always verified (chain and host name). Against the system's
     # CA certificates, or, when set, only against the ones in this PEM file (e.g. a company CA
-    # that signs the mail relay's certificate). An absolute path.
+    # that signs the mail relay's certificate). Relative to the config file's folder.
     smtp_ca_file: str | None = None
     webhook_url: str | None = None
     max_attempts: int = Field(default=8, ge=1)
     retry_backoff_seconds: float = Field(default=30.0, ge=0)
-
-    @field_validator("smtp_ca_file")
-    @classmethod
-    def _absolute_ca_file(cls, value: str | None) -> str | None:
-        # This section does not know the config file's folder, so a relative path would
-        # depend on the working directory of whichever process sends the mail.
-        if value is None:
-            return None
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            raise ValueError(f"must be an absolute path, got {value!r}")
-        return str(path)
 
 
 class ABTestConfig(_Section):
@@ -240,6 +228,11 @@ class Settings(_Section):
         for name in self.models:
             if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
                 raise ValueError(f"model name {name!r} may use only letters, digits, '_', '-', '.'")
+        # Mail may be sent from a worker whose working directory is elsewhere: like every other
+        # path in the file, the CA file is taken relative to the file's folder.
+        ca_file = self.notifications.smtp_ca_file
+        if ca_file and not Path(ca_file).expanduser().is_absolute():
+            self.notifications.smtp_ca_file = str(self.resolve(ca_file))
         return self
 
     # Resolved paths and URLs -------------------------------------------------------------

@@ -214,14 +214,17 @@ def test_the_wiretap_sees_a_login_without_tls(workspace, monkeypatch):
     assert not NotificationService(workspace=workspace).delivered(ids)
 
 
-def test_the_ca_file_must_be_an_absolute_path(tmp_path):
-    from pydantic import ValidationError
+def test_a_relative_ca_file_is_taken_from_the_config_files_folder(tmp_path):
+    from retrain.config import NotificationsConfig, settings_from_dict
 
-    from retrain.config import NotificationsConfig
-
-    with pytest.raises(ValidationError, match="absolute path"):
-        NotificationsConfig(smtp_ca_file="certs/ca.pem")
-    assert NotificationsConfig(smtp_ca_file=str(tmp_path / "ca.pem")).smtp_ca_file == str(tmp_path / "ca.pem")
+    raw = {"data": {"source": "data", "target": "y", "timestamp": "t"},
+           "models": {"m": {"kind": "lightgbm"}}}
+    settings = settings_from_dict({**raw, "notifications": {"smtp_ca_file": "certs/ca.pem"}},
+                                  base_dir=tmp_path)
+    assert settings.notifications.smtp_ca_file == str(tmp_path / "certs" / "ca.pem")
+    absolute = settings_from_dict({**raw, "notifications": {"smtp_ca_file": "/etc/ca.pem"}},
+                                  base_dir=tmp_path)
+    assert absolute.notifications.smtp_ca_file == "/etc/ca.pem"
     assert NotificationsConfig().smtp_ca_file is None  # the system's CAs, still verified
 
 
