@@ -16,10 +16,13 @@ import gc
 import hmac
 import ipaddress
 import logging
+import math
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -106,6 +109,13 @@ def create_app(service: PredictionService, *, token: str | None = None,
     async def _invalid_features(request: Request, exc: FeatureValidationError):
         return _feature_errors(exc)
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError):
+        # FastAPI's own handler echoes each bad input, and a NaN or infinity (which Python's
+        # JSON parser accepts) cannot be written back as JSON: that was a 500.
+        return JSONResponse(status_code=422,
+                            content={"detail": _finite(jsonable_encoder(exc.errors()))})
+
     @app.exception_handler(UnknownModel)
     async def _unknown(request: Request, exc: UnknownModel):
         return JSONResponse(status_code=404, content={"detail": str(exc)})
@@ -171,6 +181,17 @@ def create_app(service: PredictionService, *, token: str | None = None,
                             content=_jsonable(report))
 
     return app
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by its text ("nan", "inf")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _jsonable(value: Any) -> Any:

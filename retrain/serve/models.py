@@ -128,7 +128,8 @@ class ModelCache:
             log.error("%s", why)
             raise VersionUnavailable(why) from None
         loaded = LoadedVersion(version_id, version.model_name, model.kind,
-                               FeatureEncoder(model.preprocessing, self.unknown_category),
+                               FeatureEncoder(model.preprocessing, self.unknown_category,
+                                              reject_nan=True),
                                OnePredictor(model))
         log.info("loaded %s (%s, sha256 verified) in %.0f ms", version_id, model.kind,
                  (time.perf_counter() - started) * 1000)

@@ -13,7 +13,7 @@ import math
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from retrain.errors import DataValidationError
 from retrain.modeling import Preprocessing
@@ -43,20 +43,24 @@ class FeedbackRequest(BaseModel):
     label: float | None = None
     reward: float | None = None
 
+    @field_validator("label", "reward")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        # Python's JSON parser accepts NaN, Infinity and 1e400 (infinity).
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _an_outcome(self) -> "FeedbackRequest":
         if self.label is None and self.reward is None:
             raise ValueError("send a label, a reward or both")
-        for name in ("label", "reward"):
-            value = getattr(self, name)
-            if value is not None and not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number")
         return self
 
 
 class FeatureValidationError(DataValidationError):
     """A row of features does not fit a version's schema; ``problems`` lists every
-    ``(feature, message, kind)`` found, kind being missing | extra | type | category."""
+    ``(feature, message, kind)`` found, kind being missing | extra | type | range | category."""
 
     def __init__(self, problems: list[tuple[str, str, str]]):
         self.problems = problems
@@ -69,13 +73,17 @@ class FeatureEncoder:
     """Turns one JSON object of features into the float row the estimator was trained on,
     with the same encoding as ``Preprocessing.transform`` (category -> its code)."""
 
-    def __init__(self, preprocessing: Preprocessing, unknown_category: UnknownCategory = "reject"):
+    def __init__(self, preprocessing: Preprocessing, unknown_category: UnknownCategory = "reject",
+                 *, reject_nan: bool = False):
         schema = preprocessing.schema
         self.features: tuple[str, ...] = tuple(schema.features)
         self._index = {name: i for i, name in enumerate(self.features)}
         self._codes = {name: {value: float(code) for code, value in enumerate(values)}
                        for name, values in preprocessing.categories.items()}
         self.unknown_category = unknown_category
+        # NaN is a missing value in batch scoring (a polars row); in a JSON payload, which
+        # has null for that, it is a mistake (Python's JSON parser accepts NaN).
+        self.reject_nan = reject_nan
 
     @property
     def categories(self) -> dict[str, list[str]]:
@@ -111,7 +119,16 @@ class FeatureEncoder:
             return None
         if codes is None:  # numeric; booleans count as 0/1, as they did in training
             if isinstance(value, (int, float)):
-                row[0, index] = float(value)
+                try:
+                    number = float(value)
+                except OverflowError:  # an integer beyond float64 (about 1.8e308)
+                    return (f"number out of range: an integer of {len(str(abs(value)))} digits "
+                            "does not fit a 64-bit float"), "range"
+                if math.isinf(number) or (self.reject_nan and math.isnan(number)):
+                    # Python's JSON parser accepts NaN, Infinity and 1e400 (infinity).
+                    return (f"expected a finite number, got {number!r} (send null for a "
+                            "missing value)"), "range"
+                row[0, index] = number
                 return None
             return f"expected a number, got {_json_type(value)}", "type"
         # Categories are compared as text, as in training; true/1.5 are not categories.

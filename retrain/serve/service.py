@@ -2,10 +2,14 @@
 to, queue the log row; keep the loaded versions in step with the registry.
 
 A request never waits for the database in the normal case: routing is cached by the
-``ABTestingManager`` for ``refresh_seconds``, versions stay loaded, and log rows go to the
-``LogWriter``'s queue. A maintenance thread re-reads the registry every ``refresh_seconds``:
-which models exist, which versions are routed to (production and the active experiment's
-two), loads newly routed versions before traffic reaches them and unloads the rest.
+``ABTestingManager``, versions stay loaded, and log rows go to the ``LogWriter``'s queue. A
+maintenance thread re-reads the registry every ``refresh_seconds``: which models exist, each
+model's routing state (production and the active experiment's two versions); it loads newly
+routed versions, then hands the states to the manager's routing cache (so requests route on
+them without reading the database themselves) and unloads the versions no longer routed.
+
+While the registry cannot be read, requests keep being answered by the versions loaded and
+the last routing state read; ``/health`` says the registry is unreachable.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from retrain.config import ServeConfig
 from retrain.errors import RegistryError, RetrainError
+from retrain.experiments.routing import Router, routed_versions
 from retrain.registry import Registry
 from retrain.serve.models import LoadedVersion, ModelCache
 from retrain.serve.writer import LogWriter
@@ -72,6 +77,10 @@ class PredictionService:
             {PREDICTIONS: manager.log_predictions, FEEDBACK: manager.log_feedback},
             batch_size=config.log_batch_size, flush_seconds=config.log_flush_seconds,
             max_queue=config.log_queue_size)
+        # The manager's routing cache, kept warm by the maintenance thread (None for a
+        # manager without one: its route() then reads the registry when its cache expires).
+        router = getattr(manager, "_router", None)
+        self._router: Router | None = router if isinstance(router, Router) else None
         self._known: frozenset[str] = frozenset()
         self._registry = {"reachable": False, "checked_at": None, "error": "not checked yet"}
         self._stop = threading.Event()
@@ -102,10 +111,19 @@ class PredictionService:
 
     def refresh(self) -> None:
         """Re-read the registry: models, routed versions; load new ones, unload stale ones."""
+        router = self._router
+        states = None
         try:
             names = frozenset(m.name for m in self.registry.models())
-            routed = {name: self._routed_versions(name) for name in names}
+            if router is not None:
+                generation = router.generation
+                states = router.read_all(names)
+                routed = {name: routed_versions(state) for name, state in states.items()}
+            else:
+                routed = {name: self._routed_versions(name) for name in names}
         except (SQLAlchemyError, RetrainError, OSError) as exc:
+            if router is not None:
+                router.hold(self._hold_seconds())  # requests route on the last states read
             if self._registry["reachable"] or self._registry["checked_at"] is None:
                 log.error("the registry is not reachable: %s", exc)
             self._registry = {"reachable": False, "checked_at": _utcnow(),
@@ -124,6 +142,14 @@ class PredictionService:
                 self.cache.get(version_id)
             except RetrainError:
                 pass  # logged by the cache; requests for it get a 503 until it is fixed
+        if states is not None:
+            # Routed versions are loaded before traffic reaches them. The states stay valid for
+            # a period beyond the next refresh, so requests never find them expired (and read
+            # the database on the event loop) while this thread keeps up.
+            router.prime(states, self._hold_seconds(), generation)
+
+    def _hold_seconds(self) -> float:
+        return max(self._router.cache_seconds, 2 * self.config.refresh_seconds)
 
     def _routed_versions(self, model_name: str) -> set[str]:
         production = self.registry.production_version(model_name)
