@@ -20,20 +20,37 @@ def live_outcomes(registry: Registry, model_name: str, version_id: str,
                   since: datetime | None = None, limit: int | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
     """``(labels, probabilities)`` of ``version_id``'s predictions since ``since`` that have a
-    labeled outcome, newest first up to ``limit``. A request's label is its latest feedback
-    (a correction replaces the first answer), 1 for the positive class (the model's second
-    class) and 0 otherwise; predictions without a probability are skipped."""
+    labeled outcome, newest first up to ``limit``.
+
+    A request counts once, with the version's first prediction for its id (earliest ``at``,
+    then first logged), even when the id was predicted again. Its label is its latest
+    feedback sent at or after that prediction (a correction replaces the first answer;
+    feedback sent earlier, e.g. for an older request that used the same id, is ignored), 1
+    for the positive class (the model's second class) and 0 otherwise. Feedback naming
+    another model and predictions without a probability are skipped. The same rule as the
+    experiments' ``outcome_sums``."""
     p, f = PredictionLog.__table__, Feedback.__table__
+    p2 = PredictionLog.__table__.alias("p2")
     f2 = Feedback.__table__.alias("f2")
+    # The request id's predictions are found by its index: ``|| ''`` keeps the planner (SQLite
+    # has no statistics unless ANALYZEd) from preferring the (model, version) index instead,
+    # which would scan all of the version's predictions for each one of them.
+    first = (select(p2.c.id)
+             .where(p2.c.request_id == p.c.request_id,
+                    p2.c.model_name.concat("") == p.c.model_name,
+                    p2.c.version_id.concat("") == p.c.version_id)
+             .order_by(p2.c.at, p2.c.id).limit(1)
+             .scalar_subquery())
     latest = (select(func.max(f2.c.id))
-              .where(f2.c.request_id == p.c.request_id, f2.c.label.is_not(None),
+              .where(f2.c.request_id == p.c.request_id, f2.c.at >= p.c.at,
+                     f2.c.label.is_not(None),
                      or_(f2.c.model_name.is_(None), f2.c.model_name == p.c.model_name))
               .scalar_subquery())
     query = (select(f.c.label, p.c.probability)
              .select_from(p.join(f, and_(f.c.request_id == p.c.request_id, f.c.id == latest)))
              .where(p.c.model_name == model_name, p.c.version_id == version_id,
-                    p.c.probability.is_not(None))
-             .order_by(p.c.id.desc()))
+                    p.c.probability.is_not(None), p.c.id == first)
+             .order_by(p.c.at.desc(), p.c.id.desc()))
     if since is not None:
         query = query.where(p.c.at >= since)
     if limit is not None:

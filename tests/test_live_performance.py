@@ -72,8 +72,11 @@ def test_the_latest_label_counts_and_other_versions_and_older_traffic_do_not(ser
     serve_traffic(served, 30, signal=0.0, seed=5, prefix="other", version_id="lightgbm-v9")
     y, proba = live_outcomes(served.registry, MODEL, production.version_id, since=production.promoted_at)
     assert len(y) == 50
-    # A corrected label replaces the first one.
-    ABTestingManager(workspace=served).log_feedback([{"request_id": "r-0", "label": float(1 - y[-1])}])
+    # A corrected label replaces the first one (sent after the prediction, logged one minute
+    # after the promotion).
+    ABTestingManager(workspace=served).log_feedback([{
+        "request_id": "r-0", "label": float(1 - y[-1]),
+        "at": production.promoted_at + timedelta(minutes=2)}])
     y2, _ = live_outcomes(served.registry, MODEL, production.version_id, since=production.promoted_at)
     assert len(y2) == 50 and y2[-1] == 1 - y[-1] and (y2[:-1] == y[:-1]).all()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import time
 from pathlib import Path
@@ -35,6 +36,15 @@ def _enable_wal(cursor) -> None:
             time.sleep(0.02)
 
 
+def _ln(x):
+    """SQL ``ln`` for SQLite, which has it built in only when compiled with its math
+    functions. NULL for NULL and for x <= 0, like the built-in (the log_loss metric clamps
+    its argument away from 0 anyway)."""
+    if x is None or x <= 0:
+        return None
+    return math.log(x)
+
+
 def make_engine(url: str, *, immediate: bool = False) -> Engine:
     """An engine for ``url``. With ``immediate`` on SQLite, every transaction takes the write
     lock at BEGIN, so concurrent writers queue (busy timeout) instead of failing on upgrade."""
@@ -53,6 +63,8 @@ def make_engine(url: str, *, immediate: bool = False) -> Engine:
                 cur.execute("PRAGMA foreign_keys=ON")
                 _enable_wal(cur)
                 cur.close()
+                # The log_loss metric needs ln(); not every SQLite build has it.
+                dbapi_conn.create_function("ln", 1, _ln, deterministic=True)
 
             @event.listens_for(engine, "begin")
             def _on_begin(conn):

@@ -149,13 +149,19 @@ class PredictionLog(SQLModel, table=True):
     """One served prediction: which version answered which request, in which variant."""
 
     __tablename__ = "prediction_log"
+    __table_args__ = (
+        # A version's live outcomes (retrain.live_performance), newest first or since a time.
+        Index("ix_prediction_log_model_version_at", "model_name", "version_id", "at"),
+        # An experiment's requests and outcomes, all or since a time (retrain.experiments.store).
+        Index("ix_prediction_log_experiment_at", "experiment_id", "at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     request_id: str = Field(index=True, max_length=200)
     model_name: str = Field(max_length=200)
     version_id: str = Field(max_length=250)
     variant: str = Field(max_length=20)
-    experiment_id: str | None = Field(default=None, index=True, max_length=250)
+    experiment_id: str | None = Field(default=None, max_length=250)
     prediction: float
     probability: float | None = None
     at: NaiveDatetime = Field(default_factory=utcnow, index=True)

@@ -63,7 +63,9 @@ def upgrade() -> None:
         sa.CheckConstraint("variant IN ('A', 'B', 'production')", name="ck_prediction_log_variant"),
     )
     op.create_index("ix_prediction_log_request_id", "prediction_log", ["request_id"])
-    op.create_index("ix_prediction_log_experiment_id", "prediction_log", ["experiment_id"])
+    op.create_index("ix_prediction_log_experiment_at", "prediction_log", ["experiment_id", "at"])
+    op.create_index("ix_prediction_log_model_version_at", "prediction_log",
+                    ["model_name", "version_id", "at"])
     op.create_index("ix_prediction_log_at", "prediction_log", ["at"])
     op.create_table(
         "feedback",
