@@ -14,6 +14,7 @@ import polars as pl
 
 from retrain.config import PromotionConfig
 from retrain.errors import RegistryError, RetrainError
+from retrain.registry.registry import ActiveExperimentError
 from retrain.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -112,6 +113,9 @@ def apply_decision(ws: Workspace, evaluation: dict[str, Any],
     The order matters: the "pending promotion" notice is delivered before the production
     pointer moves; after the switch a smoke check re-scores the deployed artifact and rolls
     back (or withdraws a first version) on any difference.
+
+    While the model has a live A/B test or rollout, production stays: the decision is
+    ``awaiting-experiment``, also when the experiment started while approval was pending.
     """
     from retrain.notify import NotificationService
 
@@ -134,17 +138,7 @@ def apply_decision(ws: Workspace, evaluation: dict[str, Any],
     if decision != "rejected" and (experiment := _live_experiment(ws, model)) is not None:
         # Production must not move under a live A/B test or rollout: its traffic would keep
         # going to the experiment's versions, and the experiment would compare the wrong ones.
-        kind = "A/B test" if experiment.kind == "ab_test" else "rollout"
-        end = (f"`retrain ab end {experiment.id}`" if experiment.kind == "ab_test"
-               else f"`retrain rollout abort {model}`")
-        why = (f"{reason}; {kind} {experiment.id} ({experiment.version_a} vs "
-               f"{experiment.version_b}) is running, so production stays: end it ({end}) and "
-               f"run `retrain promote {version_id}`, or roll this version out after it")
-        ws.registry.record(model, "awaiting-experiment", version_id=version_id, reason=why,
-                           details={**details, "experiment_id": experiment.id}, actor=actor)
-        log.info("%s waits for %s: %s", version_id, experiment.id, reason)
-        return {**result, "decision": "awaiting-experiment", "reason": why,
-                "experiment_id": experiment.id}
+        return _await_experiment(ws, experiment, result, details, actor)
 
     if decision != "rejected" and requires_approval(ws, model):
         if approver is None:
@@ -173,13 +167,22 @@ def apply_decision(ws: Workspace, evaluation: dict[str, Any],
         log.info("rejected %s: %s", version_id, reason)
         return result
 
+    # Approval can take hours: an A/B test or rollout may have started meanwhile.
+    if (experiment := _live_experiment(ws, model)) is not None:
+        return _await_experiment(ws, experiment, result, details, actor)
     # Notice before change: delivered (or, if a channel is down, queued first) before the switch.
     notice = notifier.send_pending_promotion(model, version_id, previous, reason,
                                              metrics["candidate"], metrics["production"])
     result["notice_delivered"] = notifier.delivered(notice)
-    # Only switch if production is still the version this candidate was compared with.
-    ws.registry.promote(version_id, reason=reason, actor=actor, details=details,
-                        expected_production=previous)
+    # Only switch if production is still the version this candidate was compared with, and
+    # no experiment routes the model's traffic (one may start right up to the switch).
+    try:
+        ws.registry.promote(version_id, reason=reason, actor=actor, details=details,
+                            expected_production=previous)
+    except ActiveExperimentError as exc:
+        from retrain.experiments.store import get_experiment
+        return _await_experiment(ws, get_experiment(ws.registry, exc.experiment_id), result,
+                                 details, actor)
     log.info("%s %s: %s", decision, version_id, reason)
     problem = smoke_check(ws, version_id, evaluation.get("smoke_sample"))
     if problem is not None:
@@ -199,6 +202,24 @@ def apply_decision(ws: Workspace, evaluation: dict[str, Any],
     return result
 
 
+def _await_experiment(ws: Workspace, experiment, result: dict[str, Any],
+                      details: dict[str, Any], actor: str | None) -> dict[str, Any]:
+    """Leave production alone while ``experiment`` is live: audited, decision
+    ``awaiting-experiment`` with how to go on."""
+    model, version_id = result["model"], result["version_id"]
+    kind = "A/B test" if experiment.kind == "ab_test" else "rollout"
+    end = (f"`retrain ab end {experiment.id}`" if experiment.kind == "ab_test"
+           else f"`retrain rollout abort {model}`")
+    why = (f"{result['reason']}; {kind} {experiment.id} ({experiment.version_a} vs "
+           f"{experiment.version_b}) is running, so production stays: end it ({end}) and "
+           f"run `retrain promote {version_id}`, or roll this version out after it")
+    ws.registry.record(model, "awaiting-experiment", version_id=version_id, reason=why,
+                       details={**details, "experiment_id": experiment.id}, actor=actor)
+    log.info("%s waits for %s: %s", version_id, experiment.id, result["reason"])
+    return {**result, "decision": "awaiting-experiment", "reason": why,
+            "experiment_id": experiment.id}
+
+
 def _live_experiment(ws: Workspace, model_name: str):
     """The model's running or paused A/B test or rollout, if any."""
     from retrain.experiments.store import active_experiment
@@ -208,16 +229,27 @@ def _live_experiment(ws: Workspace, model_name: str):
 def rollback_model(ws: Workspace, model_name: str, to: str | None = None, reason: str = "",
                    actor: str | None = None, notifier: "NotificationService | None" = None
                    ) -> dict[str, Any]:
-    """Make an earlier production version production again; audited and notified."""
+    """Make an earlier production version production again; audited and notified. An active
+    A/B test or rollout of the model is ended by the rollback (named as ``ended_experiment``)."""
     from retrain.notify import NotificationService
 
     current = ws.registry.production_version(model_name)
+    live = _live_experiment(ws, model_name)
     version = ws.registry.rollback(model_name, to=to, reason=reason, actor=actor)
     why = reason or f"rollback from {current.version_id if current else 'none'}"
+    ended = None
+    if live is not None:  # the rollback ends it (unless it ended on its own meanwhile)
+        from retrain.experiments.store import get_experiment
+        after = get_experiment(ws.registry, live.id)
+        if after.result.get("ended_by_rollback_to") == version.version_id:
+            ended = live.id
+            kind = "A/B test" if live.kind == "ab_test" else "rollout"
+            why = f"{why}; ended {kind} {live.id} ({live.version_a} vs {live.version_b})"
     (notifier or NotificationService(workspace=ws)).send_rollback(
         model_name, version.version_id, current.version_id if current else None, why)
     return {"model": model_name, "production_version": version.version_id,
-            "rolled_back_from": current.version_id if current else None, "reason": why}
+            "rolled_back_from": current.version_id if current else None, "reason": why,
+            **({"ended_experiment": ended} if ended else {})}
 
 
 class ModelPromoter:

@@ -217,10 +217,13 @@ def test_the_last_step_promotes_the_candidate(manager, ab_workspace):
 
 def test_production_changed_meanwhile_stops_the_rollout(manager, ab_workspace):
     started(manager, ab_workspace, {"A": 0.8, "B": 0.85}, strategy="gradual", steps=2)
-    ab_workspace.registry.promote("lightgbm-v3", reason="someone else")
+    # A promotion is refused while the rollout runs; a withdrawal still changes production.
+    with pytest.raises(RegistryError, match="active rollout rollout-lightgbm-1"):
+        ab_workspace.registry.promote("lightgbm-v3", reason="someone else")
+    ab_workspace.registry.withdraw("lightgbm-v1", reason="someone else")
     [entry] = advance_rollouts(ab_workspace, now=T0 + timedelta(hours=25))
-    assert entry["action"] == "stopped" and "lightgbm-v3" in entry["reason"]
-    assert ab_workspace.registry.production_version(MODEL).version_id == "lightgbm-v3"
+    assert entry["action"] == "stopped" and "production of 'lightgbm' is none" in entry["reason"]
+    assert ab_workspace.registry.production_version(MODEL) is None
 
 
 # Controls -----------------------------------------------------------------------------------

@@ -161,36 +161,45 @@ class ABTestingManager:
     def check_test_status(self, test_id: str, now: datetime | None = None) -> dict[str, Any]:
         """Status, winner, and per-variant numbers of a test (see ``retrain.experiments.analysis``
         for the status values). Each check of an active test stores the running p-value and a
-        newly declared winner."""
+        newly declared winner, monotonically (``store.record_look``): a slower, overlapping
+        check never raises the stored p-value or erases a winner, and only the check that
+        stored the winner audits and announces it."""
         experiment = store.get_experiment(self.registry, test_id)
         if experiment.kind == "rollout":
             from retrain.experiments.rollout_control import rollout_status
             return rollout_status(self.workspace, experiment.id, now=now)
         if experiment.status not in ACTIVE_EXPERIMENT_STATUSES:
-            return {**experiment.result, "status": experiment.status}
+            return {**_ended_basics(experiment), **experiment.result, "status": experiment.status}
         now = now or utcnow()
         cfg = self.settings.abtest
         look = analysis.take_look(self.registry, experiment, cfg)
         status, winner, best = analysis.ab_status(experiment, look, cfg, now)
         document = analysis.describe(experiment, look, status, cfg, best, winner)
-        new_winner = winner is not None and experiment.winner is None
-        if best != experiment.best_p_value or new_winner:
-            audits = []
-            if new_winner:
-                audits.append(store.audit_event(
+        if best != experiment.best_p_value or (winner is not None and experiment.winner is None):
+            audit = None
+            if winner is not None:
+                audit = store.audit_event(
                     experiment.model_name, "ab-test-winner", version_id=document["winner_version"],
                     reason=f"{winner} wins {experiment.id}: {_summary(document)}",
-                    details=_audit_numbers(document)))
-            store.change_experiment(self.registry, experiment.id, ACTIVE_EXPERIMENT_STATUSES,
-                                    {"best_p_value": best, "winner": winner}, audits)
-            if new_winner:
+                    details=_audit_numbers(document))
+            declared, stored_winner, stored_best = store.record_look(
+                self.registry, experiment.id, best, winner, audit)
+            if experiment.winner is None and stored_winner not in (None, winner) \
+                    or stored_best != best:
+                # An overlapping check stored more meanwhile: report what the registry holds.
+                if experiment.winner is None and stored_winner is not None:
+                    status, winner = "significant", stored_winner
+                document = analysis.describe(experiment, look, status, cfg, stored_best, winner)
+            if declared:
                 self.notifier.send_ab_test_result(document)
         return document
 
     def end_test(self, test_id: str, promote_winner: bool = True, *, actor: str | None = None,
                  now: datetime | None = None) -> dict[str, Any]:
         """Stop the test (all traffic back to production). With ``promote_winner`` and a
-        winner that is not production yet, promote it (notice before, notice after)."""
+        winner that is not production yet, promote it (notice before, notice after): the
+        promotion and the end of the test are one registry transaction, so either both
+        happen or neither (e.g. when the test was ended meanwhile)."""
         experiment = store.get_experiment(self.registry, test_id)
         if experiment.kind != "ab_test":
             raise RegistryError(f"{test_id} is a rollout; stop it with `retrain rollout abort "
@@ -201,35 +210,42 @@ class ABTestingManager:
         document = self.check_test_status(test_id, now=now)
         winner = document["winner"]
         final = analysis.final_status(experiment, winner, now)
-        promoted = None
-        if promote_winner and winner is not None:
-            promoted = self._promote(experiment, document, actor)
-        document = {**document, "status": final, "ended_at": now, "promoted": promoted}
-        store.change_experiment(
-            self.registry, test_id, ACTIVE_EXPERIMENT_STATUSES,
-            {"status": final, "ended_at": now, "winner": winner, "result": analysis.jsonable(document)},
-            [store.audit_event(experiment.model_name, "ab-test-ended",
-                               version_id=document["winner_version"], actor=actor,
-                               reason=f"{test_id} ended {final}: {_summary(document)}"
-                                      + (f"; promoted {promoted}" if promoted else ""),
-                               details={**_audit_numbers(document), "experiment_id": test_id,
-                                        "status": final, "promoted": promoted})])
+        target = document["winner_version"] if promote_winner and winner is not None else None
+        production = self.registry.production_version(experiment.model_name)
+        if target is not None and production is not None and production.version_id == target:
+            target = None  # the winner is production already (e.g. it was version A)
+        document = {**document, "status": final, "ended_at": now, "promoted": target}
+
+        def close(session) -> None:
+            store.change_in(
+                session, test_id, ACTIVE_EXPERIMENT_STATUSES,
+                {"status": final, "ended_at": now, "winner": winner,
+                 "result": analysis.jsonable(document)},
+                [store.audit_event(experiment.model_name, "ab-test-ended",
+                                   version_id=document["winner_version"], actor=actor,
+                                   reason=f"{test_id} ended {final}: {_summary(document)}"
+                                          + (f"; promoted {target}" if target else ""),
+                                   details={**_audit_numbers(document), "experiment_id": test_id,
+                                            "status": final, "promoted": target})])
+
+        if target is not None:
+            self._promote(experiment, document, actor, close)
+        else:
+            with self.registry.transaction() as session:
+                close(session)
         self.refresh()
         self.notifier.send_ab_test_result(document)
         production = self.registry.production_version(experiment.model_name)
         return {"test_id": test_id, "status": final, "winner": winner,
-                "winner_version": document["winner_version"], "promoted": promoted,
+                "winner_version": document["winner_version"], "promoted": target,
                 "production_version": production.version_id if production else None,
                 "summary": document}
 
-    def _promote(self, experiment: Experiment, document: dict[str, Any], actor: str | None
-                 ) -> str | None:
-        """Promote the winner unless it is production already (e.g. a retry after a crash
-        between the promotion and the end of the test)."""
+    def _promote(self, experiment: Experiment, document: dict[str, Any], actor: str | None,
+                 close) -> None:
+        """Promote the winner and end the test (``close``) in one registry transaction,
+        with a notice before and a notice after."""
         target = document["winner_version"]
-        production = self.registry.production_version(experiment.model_name)
-        if production is not None and production.version_id == target:
-            return None
         expected = experiment.result.get("production_at_start", experiment.version_a)
         reason = f"won A/B test {experiment.id}: {_summary(document)}"
         candidate_metrics = {experiment.metric: document["variants"][document["winner"]]["metric"]}
@@ -241,8 +257,13 @@ class ABTestingManager:
             self.registry.promote(
                 target, reason=reason, actor=actor, expected_production=expected,
                 details=promotion_details(self.registry.get_version(target),
-                                          {"experiment_id": experiment.id, **_audit_numbers(document)}))
+                                          {"experiment_id": experiment.id, **_audit_numbers(document)}),
+                closing=experiment.id, within=close)
         except RegistryError as exc:
+            current = store.get_experiment(self.registry, experiment.id)
+            if current.status not in ACTIVE_EXPERIMENT_STATUSES:
+                raise RegistryError(f"{experiment.id} was ended meanwhile ({current.status}); "
+                                    f"{target} was not promoted") from None
             raise RegistryError(f"{exc}; {experiment.id} is still running (end it without "
                                 f"promoting: `retrain ab end {experiment.id} --no-promote`)") from None
         self.notifier.send_promotion_notification(
@@ -250,7 +271,6 @@ class ABTestingManager:
             None if document["relative_lift"] is None else 100 * _gain(document),
             candidate_metrics, previous=expected, production_metrics=production_metrics,
             reason=reason)
-        return target
 
     # Rollouts --------------------------------------------------------------------------------
     def create_gradual_rollout(self, model_name: str, new_version: str | int,
@@ -296,6 +316,18 @@ class ABTestingManager:
             return abort_rollout(self.workspace, model_name, reason=reason, notifier=self.notifier)
         finally:
             self.refresh()
+
+def _ended_basics(experiment: Experiment) -> dict[str, Any]:
+    """What every status document names, for an ended test whose stored result is partial
+    (e.g. one a rollback ended)."""
+    return {"test_id": experiment.id, "kind": experiment.kind, "model": experiment.model_name,
+            "winner": experiment.winner,
+            "winner_version": {"A": experiment.version_a, "B": experiment.version_b}.get(
+                experiment.winner or ""),
+            "version_a": experiment.version_a, "version_b": experiment.version_b,
+            "metric": experiment.metric, "started_at": experiment.started_at,
+            "ends_at": experiment.ends_at, "ended_at": experiment.ended_at}
+
 
 def _gain(document: dict[str, Any]) -> float:
     """Relative improvement of the winner over the other variant (positive is better)."""

@@ -13,7 +13,8 @@ The schedule is a list of ``{step, traffic_percentage, delay_hours}``; ``delay_h
 from the start of the rollout. ``advance_rollouts`` (the hourly ``rollout-advance``
 deployment, or ``retrain rollout advance``) moves each rollout on. A step waits until it is
 due, and (unless ``advance_without_outcomes``) until both variants have ``[abtest]
-min_outcomes`` outcomes. The guardrail is checked at every run, due or not; it is breached,
+min_outcomes`` outcomes. The guardrail is checked at every run, due or not, and also while the
+rollout is paused (a pause keeps the split and only stops steps); it is breached,
 and the candidate rolled back to 0% at once, when
 
 1. the traffic of the current step does not match its share (SRM check at ``[abtest]
@@ -24,7 +25,9 @@ and the candidate rolled back to 0% at once, when
    ``[abtest] metric``).
 
 When the next step would be 100%, the candidate is promoted through the registry, on the
-condition that production is still the version the rollout started from.
+condition that production is still the version the rollout started from; the promotion and
+the completion of the rollout are one transaction. While a rollout is active, ``promote``
+refuses other versions, and ``rollback`` ends the rollout (see ``retrain.registry``).
 """
 
 from __future__ import annotations
@@ -230,14 +233,16 @@ def advance_rollouts(workspace: Workspace, now: datetime | None = None,
 def _advance(ws: Workspace, experiment: Experiment, now: datetime,
              notifier: "NotificationService | None") -> dict[str, Any]:
     schedule = experiment.schedule
-    if experiment.status == "paused":
-        return rollout_entry(experiment, "paused", "paused; `retrain rollout resume` continues it")
-    if experiment.traffic_b >= 1.0:  # a crash between reaching 100% and the promotion
+    paused = experiment.status == "paused"
+    if experiment.traffic_b >= 1.0 and not paused:  # an immediate rollout cut off before its promotion
         return _complete(ws, experiment, now, notifier_for(ws, notifier))
+    # The guardrail acts on paused rollouts too: pausing keeps the split, it only stops steps.
     look = take_step_look(ws, experiment)
     breach = guardrail_breach(experiment, look, ws)
     if breach is not None:
         return end_rollout(ws, experiment, breach, now, notifier_for(ws, notifier), look)
+    if paused:
+        return rollout_entry(experiment, "paused", "paused; `retrain rollout resume` continues it")
     following = schedule[experiment.step] if experiment.step < len(schedule) else None
     if experiment.next_step_at is not None and now < experiment.next_step_at:
         return rollout_entry(experiment, "held", f"next step ({following['traffic_percentage']}%) is "
@@ -296,28 +301,45 @@ def end_rollout(ws: Workspace, experiment: Experiment, reason: str, now: datetim
 
 def _complete(ws: Workspace, experiment: Experiment, now: datetime,
               notifier: "NotificationService", actor: str | None = None) -> dict[str, Any]:
-    """Promote the candidate (notice before, notice after) and close the rollout."""
+    """Promote the candidate and close the rollout in one registry transaction (notice
+    before, notice after). The rollout is closed only if it is still running at the step
+    this run saw: when it was aborted, paused or advanced meanwhile, nothing changes and
+    RegistryError says so."""
     registry, model = ws.registry, experiment.model_name
     reason = f"{experiment.strategy} rollout {experiment.id} reached 100%"
+    last = len(experiment.schedule)
+
+    def close(session) -> None:
+        store.change_in(
+            session, experiment.id, ("running",),
+            {"status": "completed", "traffic_b": 1.0, "step": last, "ended_at": now,
+             "next_step_at": None, "result": {**experiment.result, "status": "completed"}},
+            [store.audit_event(model, "rollout-completed", version_id=experiment.version_b,
+                               actor=actor, reason=reason, details={"experiment_id": experiment.id})],
+            expected_step=experiment.step)
+
     production = registry.production_version(model)
-    if production is None or production.version_id != experiment.version_b:
+    if production is not None and production.version_id == experiment.version_b:
+        with registry.transaction(model) as session:  # promoted already: only close it
+            close(session)
+    else:
         notifier.send_pending_promotion(model, experiment.version_b, experiment.version_a, reason)
         try:
             registry.promote(experiment.version_b, reason=reason, actor=actor,
                              details=promotion_details(registry.get_version(experiment.version_b),
                                                        {"experiment_id": experiment.id,
                                                         "strategy": experiment.strategy}),
-                             expected_production=experiment.version_a)
+                             expected_production=experiment.version_a,
+                             closing=experiment.id, within=close)
         except RegistryError as exc:
+            current = store.get_experiment(registry, experiment.id)
+            if current.status != "running" or current.step != experiment.step:
+                raise RegistryError(f"{experiment.id} changed meanwhile ({current.status}, step "
+                                    f"{current.step}); {experiment.version_b} was not "
+                                    "promoted") from None
             return end_rollout(ws, experiment, f"cannot promote at 100%: {exc}", now, notifier,
-                              status="stopped", action="rollout-stopped", actor=actor)
-    last = len(experiment.schedule)
-    updated = store.change_experiment(
-        registry, experiment.id, ACTIVE_EXPERIMENT_STATUSES,
-        {"status": "completed", "traffic_b": 1.0, "step": last, "ended_at": now,
-         "next_step_at": None, "result": {**experiment.result, "status": "completed"}},
-        [store.audit_event(model, "rollout-completed", version_id=experiment.version_b, actor=actor,
-                           reason=reason, details={"experiment_id": experiment.id})])
+                               status="stopped", action="rollout-stopped", actor=actor)
+    updated = store.get_experiment(registry, experiment.id)
     notifier.send_promotion_notification(model, experiment.version_b, None, {},
                                          previous=experiment.version_a, reason=reason)
     log.info("rollout %s completed: %s is production", experiment.id, experiment.version_b)

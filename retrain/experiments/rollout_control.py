@@ -1,7 +1,8 @@
 """People's controls over a model's rollout: status, pause, resume and abort.
 
-Pause freezes the rollout at its current step (the traffic split stays; no step is taken and
-no guardrail acts). Resume restarts the current step's clock. Abort sends all traffic back to
+Pause freezes the rollout at its current step (the traffic split stays and no step is taken;
+the guardrail still rolls the candidate back on a breach). Resume restarts the current step's
+clock. Abort sends all traffic back to
 production at once (status stopped); production itself never changed during a rollout.
 """
 

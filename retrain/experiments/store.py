@@ -199,25 +199,66 @@ def change_experiment(registry: Registry, experiment_id: str, expected_status: I
     """Apply ``changes`` if the experiment's status is still one of ``expected_status`` (and
     its step ``expected_step``): a conditional update, so two writers never both act on one
     state. The audit events are written in the same transaction."""
+    with registry.transaction() as s:
+        change_in(s, experiment_id, expected_status, changes, audits, expected_step=expected_step)
+    return get_experiment(registry, experiment_id)
+
+
+def change_in(session, experiment_id: str, expected_status: Iterable[str],
+              changes: dict[str, Any], audits: Iterable[AuditEvent] = (), *,
+              expected_step: int | None = None) -> None:
+    """``change_experiment`` inside the caller's transaction (e.g. ``Registry.promote``'s
+    ``within``): RegistryError when the experiment is no longer in the expected state, so
+    the caller's whole transaction is rolled back."""
     expected = tuple(expected_status)
     table = Experiment.__table__
     conditions = [table.c.id == experiment_id, table.c.status.in_(expected)]
     if expected_step is not None:
         conditions.append(table.c.step == expected_step)
+    done = session.connection().execute(update(table).where(*conditions).values(**changes))
+    if done.rowcount != 1:
+        current = session.get(Experiment, experiment_id)
+        if current is None:
+            raise RegistryError(f"no experiment {experiment_id!r}")
+        if current.status in expected:
+            raise RegistryError(f"{experiment_id} moved to step {current.step} meanwhile; "
+                                "nothing was changed")
+        raise RegistryError(f"{experiment_id} is {current.status}, not "
+                            f"{' or '.join(expected)}; nothing was changed")
+    for event in audits:
+        session.add(event)
+
+
+def record_look(registry: Registry, experiment_id: str, p_value: float | None,
+                winner: str | None, winner_audit: AuditEvent | None = None
+                ) -> tuple[bool, str | None, float | None]:
+    """Store one status check of an active A/B test, monotonically: the running p-value only
+    goes down (``min(stored, p_value)``) and a stored winner is never replaced or erased, so
+    two overlapping checks cannot undo each other whatever order they write in.
+
+    Returns ``(declared, winner, best_p_value)``: whether this call is the one that stored
+    the winner (``winner_audit`` is written then, in the same transaction), and the stored
+    values after it."""
+    table = Experiment.__table__
+    active = [table.c.id == experiment_id, table.c.status.in_(ACTIVE_EXPERIMENT_STATUSES)]
+    declared = False
     with registry.transaction() as s:
-        done = s.connection().execute(update(table).where(*conditions).values(**changes))
-        if done.rowcount != 1:
-            current = s.get(Experiment, experiment_id)
-            if current is None:
-                raise RegistryError(f"no experiment {experiment_id!r}")
-            if current.status in expected:
-                raise RegistryError(f"{experiment_id} moved to step {current.step} meanwhile; "
-                                    "nothing was changed")
-            raise RegistryError(f"{experiment_id} is {current.status}, not "
-                                f"{' or '.join(expected)}; nothing was changed")
-        for event in audits:
-            s.add(event)
-    return get_experiment(registry, experiment_id)
+        connection = s.connection()
+        if p_value is not None:
+            connection.execute(update(table).where(
+                *active, or_(table.c.best_p_value.is_(None), table.c.best_p_value > p_value))
+                .values(best_p_value=p_value))
+        if winner is not None:
+            done = connection.execute(update(table).where(*active, table.c.winner.is_(None))
+                                      .values(winner=winner))
+            declared = done.rowcount == 1
+            if declared and winner_audit is not None:
+                s.add(winner_audit)
+        stored = connection.execute(select(table.c.winner, table.c.best_p_value)
+                                    .where(table.c.id == experiment_id)).first()
+    if stored is None:
+        raise RegistryError(f"no experiment {experiment_id!r}")
+    return declared, stored[0], stored[1]
 
 
 # Aggregates ---------------------------------------------------------------------------------
@@ -258,23 +299,34 @@ def outcome_sums(registry: Registry, experiment_id: str, metric: str
                  ) -> dict[str, tuple[int, float, float]]:
     """Per variant: ``(outcomes, sum, sum of squares)`` of the per-request metric.
 
-    A request's outcome is its latest feedback row that carries what the metric needs (a
-    corrected label replaces the first one); feedback naming another model is ignored.
+    A request counts once, in the variant of its first prediction in the experiment (earliest
+    ``at``, then first logged), even when its id was predicted again. Its outcome is its
+    latest feedback row sent at or after that prediction that carries what the metric needs
+    (a corrected label replaces the first one). Feedback sent before the prediction (e.g.
+    during an earlier experiment that used the same request id) and feedback naming another
+    model are ignored.
     """
-    p = PredictionLog.__table__
+    logged = PredictionLog.__table__
     f = Feedback.__table__
     f2 = Feedback.__table__.alias("f2")
+    # Each request's predictions in this experiment, numbered: 1 is the first.
+    p = (select(logged.c.request_id, logged.c.model_name, logged.c.variant, logged.c.prediction,
+                logged.c.probability, logged.c.at,
+                func.row_number().over(partition_by=logged.c.request_id,
+                                       order_by=(logged.c.at, logged.c.id)).label("nth"))
+         .where(logged.c.experiment_id == experiment_id)
+         .subquery("p"))
     value, needs, prediction_needs = _metric_value(metric, p, f)
     needs_latest = (f2.c.reward if metric == "reward" else f2.c.label).is_not(None)
     latest = (select(func.max(f2.c.id))
-              .where(f2.c.request_id == p.c.request_id,
+              .where(f2.c.request_id == p.c.request_id, f2.c.at >= p.c.at,
                      or_(f2.c.model_name.is_(None), f2.c.model_name == p.c.model_name),
                      needs_latest)
               .scalar_subquery())
     query = (select(p.c.variant, func.count(), func.coalesce(func.sum(value), 0.0),
                     func.coalesce(func.sum(value * value), 0.0))
              .select_from(p.join(f, and_(f.c.request_id == p.c.request_id, f.c.id == latest)))
-             .where(p.c.experiment_id == experiment_id, *needs, *prediction_needs)
+             .where(p.c.nth == 1, *needs, *prediction_needs)
              .group_by(p.c.variant))
     with registry.reading() as s:
         rows = s.connection().execute(query).all()

@@ -3,6 +3,11 @@
 Writers serialise per registry: on SQLite by ``BEGIN IMMEDIATE``, on PostgreSQL by locking the
 registered model's row. The unique partial index ``uq_one_production_per_model`` is the last
 line of defence: even a buggy writer cannot leave two production versions.
+
+While a model has an active A/B test or rollout, its traffic goes to the experiment's two
+versions, not to production: ``promote`` refuses (``ActiveExperimentError``) unless it is the
+experiment's own promotion, and ``rollback`` (the emergency path) ends the experiment in the
+same transaction, so the version it restores is what is served.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import os
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +28,8 @@ from retrain.errors import RegistryError
 from retrain.failpoints import failpoint
 from retrain.modeling import TrainedModel
 from retrain.registry import db
-from retrain.registry.tables import AuditEvent, ModelVersion, RegisteredModel, utcnow
+from retrain.registry.tables import (ACTIVE_EXPERIMENT_STATUSES, AuditEvent, Experiment,
+                                     ModelVersion, RegisteredModel, utcnow)
 
 
 def default_actor() -> str:
@@ -38,6 +44,27 @@ def default_actor() -> str:
 
 
 ANY_PRODUCTION = object()  # promote(): switch whatever version is production now
+
+
+class ActiveExperimentError(RegistryError):
+    """Production cannot change: the model has an active A/B test or rollout routing its
+    traffic. ``experiment_id`` names it."""
+
+    def __init__(self, message: str, experiment_id: str):
+        super().__init__(message)
+        self.experiment_id = experiment_id
+
+
+def _how_to_end(experiment: Experiment) -> str:
+    if experiment.kind == "ab_test":
+        return f"`retrain ab end {experiment.id}` (add --no-promote to keep production)"
+    return f"`retrain rollout abort {experiment.model_name}`"
+
+
+def _describe(experiment: Experiment) -> str:
+    kind = "A/B test" if experiment.kind == "ab_test" else "rollout"
+    return (f"{kind} {experiment.id} ({experiment.version_a} vs {experiment.version_b}, "
+            f"{experiment.status})")
 
 
 class Registry:
@@ -213,14 +240,35 @@ class Registry:
 
     def promote(self, version_id: str, *, reason: str, actor: str | None = None,
                 details: dict[str, Any] | None = None,
-                expected_production: str | None | object = ANY_PRODUCTION) -> ModelVersion:
+                expected_production: str | None | object = ANY_PRODUCTION,
+                closing: str | None = None,
+                within: Callable[[Session], None] | None = None) -> ModelVersion:
         """Make ``version_id`` production and archive the previous one, in one transaction.
 
         ``expected_production`` (a version id, or None for "no production version yet") makes
         the switch conditional: if production is no longer the version a decision was based
         on (another run or a person changed it meanwhile), nothing changes and
         ``RegistryError`` says so.
+
+        While the model has an active (running or paused) A/B test or rollout, its traffic is
+        routed to the experiment's versions, so a new production version would not be served:
+        ``ActiveExperimentError`` names the experiment and how to end it. The exception is
+        the experiment's own promotion: ``closing`` is its id, and ``within(session)`` closes
+        it in this transaction (before commit; raising ``RegistryError`` there, e.g. because
+        the experiment was stopped meanwhile, rolls the promotion back too).
         """
+        if (closing is None) != (within is None):
+            raise ValueError("closing (the experiment's id) and within (what closes it) go together")
+        return self._switch(version_id, reason=reason, actor=actor, details=details,
+                            expected_production=expected_production, closing=closing,
+                            within=within, end_experiment=False)
+
+    def _switch(self, version_id: str, *, reason: str, actor: str | None,
+                details: dict[str, Any] | None, expected_production: str | None | object,
+                closing: str | None, within: Callable[[Session], None] | None,
+                end_experiment: bool) -> ModelVersion:
+        """``promote`` and ``rollback``: with ``end_experiment`` an active experiment (other
+        than ``closing``) is ended in the transaction instead of refusing the switch."""
         actor = actor or default_actor()
         model_name = self.get_version(version_id).model_name
         try:
@@ -240,6 +288,18 @@ class Registry:
                         f"production of {model_name!r} is {current_id or 'none'}, not "
                         f"{expected_production or 'none'} as expected (it changed meanwhile); "
                         f"{version_id} was not promoted")
+                active = s.exec(select(Experiment).where(
+                    Experiment.model_name == model_name,
+                    Experiment.status.in_(ACTIVE_EXPERIMENT_STATUSES))).first()
+                if active is not None and active.id != closing:
+                    if not end_experiment:
+                        raise ActiveExperimentError(
+                            f"{version_id} was not promoted: model {model_name!r} has an active "
+                            f"{_describe(active)}, which routes its traffic, so a new production "
+                            f"version would not be served. End it first with "
+                            f"{_how_to_end(active)}; in an emergency `retrain rollback "
+                            f"{model_name}` ends it and restores an earlier version", active.id)
+                    self._end_experiment(s, active, version_id, actor)
                 now = utcnow()
                 if previous is not None:
                     s.exec(update(ModelVersion).where(ModelVersion.version_id == previous.version_id)
@@ -253,11 +313,34 @@ class Registry:
                 self._audit(s, model_name, action, actor, reason, version_id,
                             {**(details or {}),
                              "previous_version": previous.version_id if previous else None})
+                if within is not None:
+                    within(s)
                 failpoint("promote:before-commit")
         except IntegrityError:
             raise RegistryError(f"concurrent promotion of {model_name!r} detected; "
                                 "nothing was changed, retry") from None
         return self.get_version(version_id)
+
+    def _end_experiment(self, s: Session, experiment: Experiment, version_id: str,
+                        actor: str) -> None:
+        """Stop an active experiment because a rollback restores ``version_id`` (all traffic
+        back to production), with its audit event, in the caller's transaction."""
+        reason = f"{experiment.id} ended by the rollback to {version_id}"
+        table = Experiment.__table__
+        now = utcnow()
+        done = s.connection().execute(
+            update(table).where(table.c.id == experiment.id,
+                                table.c.status.in_(ACTIVE_EXPERIMENT_STATUSES))
+            .values(status="stopped", traffic_b=0.0, ended_at=now, next_step_at=None,
+                    result={**(experiment.result or {}), "status": "stopped", "reason": reason,
+                            "ended_at": now.isoformat(), "ended_by_rollback_to": version_id}))
+        if done.rowcount != 1:  # cannot happen under the model's write lock
+            raise RegistryError(f"{experiment.id} changed while the rollback ended it; "
+                                "nothing was changed, retry")
+        action = "ab-test-ended" if experiment.kind == "ab_test" else "rollout-aborted"
+        self._audit(s, experiment.model_name, action, actor, reason, experiment.version_b,
+                    {"experiment_id": experiment.id, "status": "stopped",
+                     "step": experiment.step, "ended_by_rollback_to": version_id})
 
     def reject(self, version_id: str, *, reason: str, actor: str | None = None,
                details: dict[str, Any] | None = None) -> ModelVersion:
@@ -284,6 +367,10 @@ class Registry:
 
         Only a version that has been production before qualifies: a candidate that was never
         promoted, or a rejected one, goes through ``promote`` (with ``--force`` if rejected).
+
+        The emergency path: unlike ``promote`` it works during an A/B test or rollout, and ends
+        it in the same transaction (status stopped, no traffic to its version B, audited as
+        ``ab-test-ended`` / ``rollout-aborted``), so the restored version is what is served.
         """
         current = self.production_version(model_name)
         current_id = current.version_id if current else None
@@ -301,10 +388,11 @@ class Registry:
                 raise RegistryError(
                     f"{target.version_id} is {target.status} and was never production, so there "
                     f"is nothing to roll back to; use `retrain promote` to deploy it")
-        return self.promote(target.version_id, actor=actor,
+        return self._switch(target.version_id, actor=actor,
                             reason=reason or f"rollback from {current_id or 'none'}",
                             details={"rollback": True, "rolled_back_from": current_id},
-                            expected_production=current_id)
+                            expected_production=current_id, closing=None, within=None,
+                            end_experiment=True)
 
     def withdraw(self, version_id: str, *, reason: str, actor: str | None = None) -> ModelVersion:
         """Take a production version out of service with no replacement (status rejected).
