@@ -246,3 +246,25 @@ def test_a_version_rejected_offline_can_win_live_and_is_promoted_with_an_overrid
                   if e.action == "promoted" and e.version_id == "lightgbm-v2"]
     assert promoted.details["override"] is True
     assert promoted.details["experiment_id"] == test["test_id"]
+
+
+def test_retried_requests_count_once_in_the_split_check(manager, ab_workspace):
+    """A client that retries every request of one variant three times must not look like a
+    broken split: the SRM check counts distinct requests."""
+    from retrain.experiments import store
+    test = manager.create_ab_test(MODEL, "lightgbm-v1", "lightgbm-v2", traffic_split=0.5, now=START)
+    set_salt(ab_workspace, test["test_id"], "fixed-salt-1")
+    manager.refresh()
+    simulate(manager, {"A": 0.8, "B": 0.8}, 4000, np.random.default_rng(7))
+    retries = []
+    for i in range(4000):
+        route = manager.route(MODEL, f"r-{i}")
+        if route.variant == "B":
+            retries += [{"request_id": f"r-{i}", "model_name": MODEL, "version_id": route.version_id,
+                         "variant": "B", "experiment_id": route.experiment_id, "prediction": 1.0,
+                         "probability": 0.7, "at": START}] * 2
+    manager.log_predictions(retries)
+    counts = store.request_counts(ab_workspace.registry, test["test_id"])
+    assert counts["A"] + counts["B"] == 4000
+    status = manager.check_test_status(test["test_id"], now=START + timedelta(days=1))
+    assert not status["srm"]["mismatch"]

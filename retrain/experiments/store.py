@@ -265,9 +265,12 @@ def record_look(registry: Registry, experiment_id: str, p_value: float | None,
 
 def request_counts(registry: Registry, experiment_id: str, since: datetime | None = None
                    ) -> dict[str, int]:
-    """Requests logged per variant (A and B) for the experiment, optionally since a time."""
+    """Distinct requests logged per variant (A and B) for the experiment, optionally since a
+    time. A request predicted again (a client's retry) counts once, as in the outcome sums, so
+    retries on one variant do not look like a broken split."""
     p = PredictionLog.__table__
-    query = select(p.c.variant, func.count()).where(p.c.experiment_id == experiment_id)
+    query = (select(p.c.variant, func.count(func.distinct(p.c.request_id)))
+             .where(p.c.experiment_id == experiment_id))
     if since is not None:
         query = query.where(p.c.at >= since)
     with registry.reading() as s:
