@@ -250,3 +250,14 @@ def test_the_pipeline_does_not_move_production_under_a_live_experiment(manager, 
     assert registry.history(MODEL)[-1].action == "awaiting-experiment"
     manager.refresh()
     assert {manager.route(MODEL, k).version_id for k in ids(200)} == {"lightgbm-v1", "lightgbm-v2"}
+
+
+def test_starting_a_test_is_announced(manager, ab_workspace):
+    from retrain.registry.tables import Notification
+    test = manager.create_ab_test(MODEL, "lightgbm-v1", "lightgbm-v2", traffic_split=0.3,
+                                  actor="alice")
+    with ab_workspace.registry.reading() as s:
+        [row] = [n for n in s.exec(select(Notification)) if n.kind == "ab_test_started"]
+    assert test["test_id"] in row.subject and "lightgbm-v1 vs lightgbm-v2" in row.subject
+    assert "alice started" in row.body_text and "70%" in row.body_text and "30%" in row.body_text
+    assert row.payload["traffic_split"] == 0.3

@@ -150,10 +150,12 @@ class ABTestingManager:
         self.refresh()
         log.info("A/B test %s started: %s vs %s, %.0f%% to B", experiment.id, a.version_id,
                  b.version_id, 100 * split)
-        return {"test_id": experiment.id, "model_name": model_name, "version_a": a.version_id,
+        test = {"test_id": experiment.id, "model_name": model_name, "version_a": a.version_id,
                 "version_b": b.version_id, "traffic_split": float(split),
                 "duration_days": float(days), "metric": metric, "status": "running",
                 "started_at": experiment.started_at, "ends_at": experiment.ends_at}
+        self.notifier.send_ab_test_started(test, fields["created_by"])
+        return test
 
     def list_tests(self, model_name: str | None = None, active_only: bool = False) -> list[Experiment]:
         return store.list_experiments(self.registry, model_name, "ab_test", active_only)

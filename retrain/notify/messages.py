@@ -159,6 +159,18 @@ def ab_test_result(document: dict[str, Any]) -> Message:
                     "p_value": document.get("p_value"), "promoted": document.get("promoted")})
 
 
+def ab_test_started(model: str, test_id: str, version_a: str, version_b: str,
+                    traffic_split: float, metric: str, ends_at: Any, actor: str) -> Message:
+    subject = f"[retrain] {model}: A/B test {test_id} started ({version_a} vs {version_b})"
+    lines = [f"{actor} started A/B test {test_id} on {model}: {version_a} (A) gets "
+             f"{1 - traffic_split:.0%} of the traffic, {version_b} (B) {traffic_split:.0%}.",
+             f"The variants are compared on {metric}; the test is planned until {ends_at:%Y-%m-%d %H:%M} UTC.",
+             f"`retrain ab status {test_id}` shows the numbers; `retrain ab end {test_id}` ends it."]
+    return Message("ab_test_started", subject, "\n".join(lines), _html(subject, lines), model,
+                   {"test_id": test_id, "version_a": version_a, "version_b": version_b,
+                    "traffic_split": traffic_split, "metric": metric})
+
+
 def rollout_step(model: str, rollout_id: str, version: str, step: int, steps: int,
                  traffic_percentage: float, reason: str = "") -> Message:
     subject = (f"[retrain] {model}: rollout of {version} at {traffic_percentage:g}% "

@@ -107,6 +107,12 @@ class NotificationService:
         """A winner was declared or a test ended (``document`` from ``check_test_status``)."""
         return self.notify(messages.ab_test_result(document))
 
+    def send_ab_test_started(self, test: dict[str, Any], actor: str) -> list[int]:
+        """A test began (``test`` from ``create_ab_test``)."""
+        return self.notify(messages.ab_test_started(
+            test["model_name"], test["test_id"], test["version_a"], test["version_b"],
+            test["traffic_split"], test["metric"], test["ends_at"], actor))
+
     def send_rollout_step(self, model_name: str, rollout_id: str, version_id: str, step: int,
                           steps: int, traffic_percentage: float, reason: str = "") -> list[int]:
         return self.notify(messages.rollout_step(model_name, rollout_id, version_id, step, steps,
