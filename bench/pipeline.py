@@ -96,7 +96,10 @@ def instrument() -> None:
     import flows.pipeline  # imports Prefect, which configures its loggers
     client_log = logging.getLogger("prefect.client")
     client_log.addHandler(retries)
-    client_log.setLevel(logging.DEBUG)
+    client_log.setLevel(logging.DEBUG)  # the retry message is a debug record...
+    for handler in logging.getLogger().handlers + logging.getLogger("prefect").handlers:
+        if handler.level < logging.INFO:  # ...which the console shows no more than before
+            handler.setLevel(logging.INFO)
     for name in STEP_NAMES:
         setattr(steps, name, _timed(getattr(steps, name)))
     flows.pipeline.load_training_data = steps.load_training_data
