@@ -58,3 +58,11 @@ def harness():
         # for its heartbeat thread, and a pipeline run is seven flows.
         with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             yield PREFECT_API_URL.value()
+
+
+@pytest.fixture
+def client(harness):
+    """A synchronous Prefect client of the session's test server (flow runs, events, artifacts)."""
+    from prefect import get_client
+    with get_client(sync_client=True) as c:
+        yield c

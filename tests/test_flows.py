@@ -32,13 +32,6 @@ SKIP_STEPS = {"check-drift", "check-data-volume", "send-notifications"}
 
 
 @pytest.fixture
-def client(harness):
-    from prefect import get_client
-    with get_client(sync_client=True) as c:
-        yield c
-
-
-@pytest.fixture
 def pipeline(harness, monkeypatch):
     """``flows.pipeline`` with a fresh workspace cache and a known actor for the audit log."""
     monkeypatch.setenv("RETRAIN_ACTOR", ACTOR)

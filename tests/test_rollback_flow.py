@@ -28,13 +28,6 @@ RECIPIENTS = ["ml-team@example.com"]
 
 
 @pytest.fixture
-def client(harness):
-    from prefect import get_client
-    with get_client(sync_client=True) as c:
-        yield c
-
-
-@pytest.fixture
 def mail(make_workspace, monkeypatch):
     """(workspace, its config path, a free SMTP port the workspace mails to)."""
     from flows import common

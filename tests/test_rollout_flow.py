@@ -31,13 +31,6 @@ def rollout_flow(harness, monkeypatch):
     common._open_workspace.cache_clear()
 
 
-@pytest.fixture
-def client(harness):
-    from prefect import get_client
-    with get_client(sync_client=True) as c:
-        yield c
-
-
 def start(ws) -> tuple[ABTestingManager, str, str]:
     from retrain.pipeline import run_pipeline
     run_pipeline(ws, [MODEL])
