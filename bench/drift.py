@@ -34,7 +34,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from retrain.drift import compute_drift  # noqa: E402
-from retrain.profile import build_profile  # noqa: E402
+from retrain.drift.profile import build_profile  # noqa: E402
 from retrain.data import Schema  # noqa: E402
 
 

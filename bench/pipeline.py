@@ -10,7 +10,7 @@ drift, retrains, evaluates and promotes. One workspace goes through
 ``retraining-pipeline`` flow against a local Prefect API (Prefect's ephemeral server in a
 temporary PREFECT_HOME, started and warmed up before anything is timed), with Prefect's
 default settings otherwise. ``--with-subflow-heartbeats`` adds a third variant: the flow with
-heartbeats in every subflow (Prefect's default), to show what ``flows.common.step_settings``
+heartbeats in every subflow (Prefect's default), to show what ``retrain_prefect.common.step_settings``
 saves.
 
 Wall time is what the issue's target (Prefect / direct <= 1.15) is about. On a busy machine it
@@ -93,7 +93,7 @@ retries = RetryCounter()
 
 
 def instrument() -> None:
-    import flows.pipeline  # imports Prefect, which configures its loggers
+    import retrain_prefect.flows.pipeline  # imports Prefect, which configures its loggers
     client_log = logging.getLogger("prefect.client")
     client_log.addHandler(retries)
     client_log.setLevel(logging.DEBUG)  # the retry message is a debug record...
@@ -102,7 +102,7 @@ def instrument() -> None:
             handler.setLevel(logging.INFO)
     for name in STEP_NAMES:
         setattr(steps, name, _timed(getattr(steps, name)))
-    flows.pipeline.load_training_data = steps.load_training_data
+    retrain_prefect.flows.pipeline.load_training_data = steps.load_training_data
 
 
 def run_direct(config: Path, reason: str) -> dict:
@@ -110,7 +110,7 @@ def run_direct(config: Path, reason: str) -> dict:
 
 
 def run_prefect(config: Path, reason: str) -> dict:
-    from flows.pipeline import retraining_pipeline
+    from retrain_prefect.flows.pipeline import retraining_pipeline
     return retraining_pipeline(config=str(config), reason=reason)
 
 
@@ -135,14 +135,14 @@ def demo(run, directory: Path) -> tuple[float, float]:
 @contextlib.contextmanager
 def subflow_heartbeats():
     """Prefect's default: every subflow sends (and joins) its own heartbeats."""
-    import flows.drift_check
-    import flows.pipeline
-    original = flows.pipeline.step_settings
-    flows.pipeline.step_settings = flows.drift_check.step_settings = contextlib.nullcontext
+    import retrain_prefect.flows.drift_check
+    import retrain_prefect.flows.pipeline
+    original = retrain_prefect.flows.pipeline.step_settings
+    retrain_prefect.flows.pipeline.step_settings = retrain_prefect.flows.drift_check.step_settings = contextlib.nullcontext
     try:
         yield
     finally:
-        flows.pipeline.step_settings = flows.drift_check.step_settings = original
+        retrain_prefect.flows.pipeline.step_settings = retrain_prefect.flows.drift_check.step_settings = original
 
 
 def warm_up() -> float:

@@ -1,53 +1,16 @@
-"""Deploy-time values for ``prefect.yaml``, read from the workspace's ``retrain.toml``.
-
-``prefect deploy`` runs :func:`retrain_settings` as a build step (``id: retrain``); the
-deployments then use ``{{ retrain.cron }}``, ``{{ retrain.timezone }}``,
-``{{ retrain.drift_check_cron }}``, ``{{ retrain.rollout_cron }}`` (``[rollout] cron``),
-``{{ retrain.env }}`` and ``{{ retrain.project_dir }}``. So the schedule has one home, ``[schedule]`` in
-retrain.toml (or its environment overrides such as ``RETRAIN_SCHEDULE__TIMEZONE``), for
-``prefect deploy`` and ``python -m deployments.serve`` alike.
-"""
+"""The build step of ``prefect.yaml`` (``deployments.steps.retrain_settings``): the schedule and
+the flow environment, read from the workspace's retrain.toml (``retrain_prefect.build``), and
+this checkout as the folder the worker runs the flows from."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from retrain.config import ENV_CONFIG, RolloutConfig, ScheduleConfig, find_config_path, load_config
-from retrain.errors import ConfigError
+from retrain_prefect import build
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
-# The worker's flow processes log the library's progress to the dashboard too.
-FLOW_ENV = {"PREFECT_LOGGING_EXTRA_LOGGERS": "retrain"}
-# The daily drift check, in [schedule] timezone: before the monthly run's 03:00.
-DRIFT_CHECK_CRON = "0 2 * * *"
-
 
 def retrain_settings(config: str | None = None) -> dict[str, Any]:
-    """The schedule and the flow environment for the deployments.
-
-    ``config`` defaults to ``RETRAIN_CONFIG`` or ``./retrain.toml``. When there is none, the
-    deployments get the default schedule (03:00 UTC on the 1st) and no ``RETRAIN_CONFIG``:
-    the worker's own environment (or ``./retrain.toml`` in this project) must then name the
-    workspace.
-    """
-    env = dict(FLOW_ENV)
-    try:
-        path = find_config_path(config)
-    except ConfigError:
-        if config is not None or os.environ.get(ENV_CONFIG):
-            raise
-        schedule, where = ScheduleConfig(), "no retrain.toml found: default schedule"
-        rollout = RolloutConfig()
-    else:
-        settings = load_config(path)
-        schedule, rollout = settings.schedule, settings.rollout
-        env[ENV_CONFIG] = str(path)
-        where = f"workspace {path}"
-    print(f"retrain: {where}; cron {schedule.cron!r} in {schedule.timezone}")
-    return {"cron": schedule.cron, "timezone": schedule.timezone, "drift_check_cron": DRIFT_CHECK_CRON,
-            "rollout_cron": rollout.cron,
-            "env": env,
-            "config": env.get(ENV_CONFIG, ""), "project_dir": str(PROJECT_DIR)}
+    return build.retrain_settings(config, project_dir=PROJECT_DIR)

@@ -1,41 +1,8 @@
-"""The daily drift check: the drift and volume checks alone.
+"""Entry point of the daily drift and volume check (``retrain_prefect.flows.drift_check``)."""
 
-    drift-check
-      check-drift -> check-data-volume
+from retrain_prefect.flows.drift_check import drift_check
 
-It emits ``retrain.drift.detected`` and ``retrain.volume.threshold-met`` for the models that
-need retraining (automations turn those into ``retraining-pipeline`` runs) and publishes each
-model's drift table; it changes nothing in the registry.
-"""
-
-from __future__ import annotations
-
-from typing import Any
-
-from prefect import flow
-from prefect.runtime import flow_run as current_run
-
-from flows import dashboard
-from flows.common import step_settings, tag_current_run, workspace
-from flows.pipeline import check_data_volume, check_drift
-
-
-def _run_name() -> str:
-    return f"drift check: {', '.join(current_run.parameters.get('models') or ['all models'])}"
-
-
-@flow(name="drift-check", log_prints=True, flow_run_name=_run_name)
-def drift_check(models: list[str] | None = None, config: str | None = None) -> dict[str, Any]:
-    """Check drift and data volume for every model (or ``models``) and announce what needs
-    retraining as events."""
-    names = workspace(config).model_names(models)
-    tag_current_run([f"model:{n}" for n in names])
-    with step_settings():
-        drift = check_drift(names, config, announce=True)
-        volume = check_data_volume(names, config, announce=True)
-    dashboard.publish_checks(drift, volume)
-    return {"drift": drift, "volume": volume}
-
+__all__ = ["drift_check"]
 
 if __name__ == "__main__":
     drift_check()

@@ -1,31 +1,8 @@
-"""The ``rollback-model`` flow: make an earlier production version production again."""
+"""Entry point of a rollback from the dashboard (``retrain_prefect.flows.rollback``)."""
 
-from __future__ import annotations
+from retrain_prefect.flows.rollback import rollback_model
 
-from typing import Any
+__all__ = ["rollback_model"]
 
-from prefect import flow
-from prefect.runtime import flow_run as current_run
-
-from flows.common import emit, notifier, tag_current_run, workspace
-from retrain import promotion
-
-
-def _run_name() -> str:
-    parameters = current_run.parameters
-    return f"rollback {parameters['model']} to {parameters.get('to') or 'previous'}"
-
-
-@flow(name="rollback-model", flow_run_name=_run_name)
-def rollback_model(model: str, to: str | None = None, reason: str = "",
-                   config: str | None = None) -> dict[str, Any]:
-    """Roll ``model`` back to its previous production version (or ``to``) in one transaction;
-    audited, notified (with the SMTP password from the Prefect Secret block when one is
-    configured), and announced with the event ``retrain.model.rolled-back`` whose payload
-    names ``production_version`` (now), ``rolled_back_from`` and ``reason``."""
-    ws = workspace(config)
-    ws.model_names([model])
-    tag_current_run([f"model:{model}"])
-    result = promotion.rollback_model(ws, model, to=to, reason=reason, notifier=notifier(ws))
-    emit("retrain.model.rolled-back", model, result)
-    return result
+if __name__ == "__main__":
+    rollback_model()

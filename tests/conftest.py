@@ -1,14 +1,21 @@
-"""Shared fixtures: small demo workspaces built from the demo's data generator."""
+"""Shared fixtures: small demo workspaces built from the demo's data generator, and the Prefect
+test server. Tests are grouped by stage in folders; helpers are in ``support/``."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 # Prefect must not phone home or lock the SQLite database from its telemetry thread.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+# Helpers the tests share (real servers, fixtures of one subject) live apart from the tests.
+SUPPORT = Path(__file__).resolve().parent / "support"
+sys.path.insert(0, str(SUPPORT))
+pytest_plugins = ["abtest", "serving"]
 
 from retrain.demo import append_drifted_month, write_workspace  # noqa: E402
 from retrain.workspace import Workspace  # noqa: E402

@@ -49,8 +49,8 @@ class Look:
     requests: dict[str, int]
     outcomes: dict[str, int]
     means: dict[str, float | None]
-    result: Any  # retrain.sequential.SequentialResult
-    srm: Any  # retrain.sequential.SrmResult, or None when there is nothing to check
+    result: Any  # retrain.stats.sequential.SequentialResult
+    srm: Any  # retrain.stats.sequential.SrmResult, or None when there is nothing to check
     srm_share_b: float | None
     enough: bool  # both variants have min_outcomes outcomes
 
@@ -59,7 +59,7 @@ class Look:
         return self.srm is not None and self.srm.mismatch
 
     def winner(self) -> str | None:
-        from retrain.sequential import winner
+        from retrain.stats.sequential import winner
         if not self.enough or self.srm_mismatch:
             return None
         return winner(self.result)
@@ -72,7 +72,7 @@ def take_look(registry: Registry, experiment: Experiment, config: ABTestConfig,
     The SRM check compares the requests since ``srm_since`` (a rollout's current step; the
     whole test by default) with the experiment's current split.
     """
-    from retrain.sequential import ArmSummary, msprt, srm_check
+    from retrain.stats.sequential import ArmSummary, msprt, srm_check
     requests = store.request_counts(registry, experiment.id)
     sums = store.outcome_sums(registry, experiment.id, experiment.metric)
     arms = {v: ArmSummary.from_sums(*sums[v]) for v in ("A", "B")}
@@ -139,7 +139,7 @@ def ab_status(experiment: Experiment, look: Look, config: ABTestConfig, now: dat
     outcomes, split fine): looks at a handful of outcomes rest on a normal approximation that
     does not hold yet.
     """
-    from retrain.sequential import running_p_value
+    from retrain.stats.sequential import running_p_value
     assert experiment.status in ACTIVE_EXPERIMENT_STATUSES
     best = experiment.best_p_value
     if look.enough and not look.srm_mismatch:

@@ -25,7 +25,7 @@ from retrain.registry.tables import (ACTIVE_EXPERIMENT_STATUSES, VARIANTS, Audit
 _PREDICTION_REQUIRED = ("request_id", "model_name", "version_id", "variant", "prediction")
 _PREDICTION_KEYS = frozenset(_PREDICTION_REQUIRED + ("experiment_id", "probability", "at"))
 _FEEDBACK_KEYS = frozenset(("request_id", "model_name", "label", "reward", "at"))
-_EPS = 1e-15  # log loss clips probabilities like retrain.metrics does
+_EPS = 1e-15  # log loss clips probabilities like retrain.stats.metrics does
 
 
 # Validation of logged rows ------------------------------------------------------------------

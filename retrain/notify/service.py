@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from retrain.notify import messages
+from retrain.reporting import messages
 from retrain.notify.channels import send_email, send_log, send_webhook
-from retrain.notify.messages import Message
+from retrain.reporting.messages import Message
 from retrain.notify.outbox import Outbox
 from retrain.registry.tables import Notification
 from retrain.workspace import Workspace

@@ -23,7 +23,7 @@ from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from retrain.artifacts import load_model, load_profile_bytes, save_model
+from retrain.registry.artifacts import load_model, load_profile_bytes, save_model
 from retrain.errors import RegistryError
 from retrain.failpoints import failpoint
 from retrain.modeling import TrainedModel
@@ -218,9 +218,9 @@ class Registry:
         return load_model(self.artifact_file(version), version.artifact_sha256)
 
     def load_reference_profile(self, version: ModelVersion):
-        """The version's drift reference profile (``retrain.profile.ReferenceProfile``), read
+        """The version's drift reference profile (``retrain.drift.profile.ReferenceProfile``), read
         from its artifact after verifying the sha256; None for versions stored without one."""
-        from retrain.profile import ReferenceProfile
+        from retrain.drift.profile import ReferenceProfile
         data = load_profile_bytes(self.artifact_file(version), version.artifact_sha256)
         return None if data is None else ReferenceProfile.from_bytes(data)
 

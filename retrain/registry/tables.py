@@ -150,7 +150,7 @@ class PredictionLog(SQLModel, table=True):
 
     __tablename__ = "prediction_log"
     __table_args__ = (
-        # A version's live outcomes (retrain.live_performance), newest first or since a time.
+        # A version's live outcomes (retrain.triggers.live), newest first or since a time.
         Index("ix_prediction_log_model_version_at", "model_name", "version_id", "at"),
         # An experiment's requests and outcomes, all or since a time (retrain.experiments.store).
         Index("ix_prediction_log_experiment_at", "experiment_id", "at"),

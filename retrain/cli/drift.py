@@ -1,0 +1,79 @@
+"""`retrain drift`: each production model's drift, with its tables and report."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from retrain.cli.output import print_json
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    """Exit status 0: no drift; 1: drift in at least one model; 2: an error."""
+    from retrain.drift.check import check_drift
+    from retrain.reporting.tables import text_table
+    from retrain.workspace import Workspace
+    ws = Workspace.open(args.config)
+    names = ws.model_names(args.model)
+    checks, shared = {}, {}
+    for name in names:
+        # An explicit --html writes the report whatever [drift] save_reports says.
+        checks[name] = check_drift(ws, name, cache=shared,
+                                   save_reports=True if args.html else None)
+    if args.html:
+        _copy_html_reports(args.html, checks)
+    results = {n: c.as_dict() for n, c in checks.items()}
+    detected = any(r["detected"] for r in results.values())
+    if args.json:
+        print_json({"detected": detected, "models": results})
+        return 1 if detected else 0
+    for name, r in results.items():
+        rule = r.get("decision") or ""
+        print(f"{name}: {'DRIFT DETECTED' if r['detected'] else 'no drift'} "
+              f"({len(r['drifted_features'])} drifted features, share {r['share']:.2f}"
+              f"{', rule ' + rule if rule else ''})"
+              f"{' - ' + r['note'] if r['note'] else ''}")
+        rows = [[t["feature"], t["method"], f"{t['value']:.4g}", f"{t['threshold']:.4g}",
+                 "yes" if t["drifted"] else "no"] for t in r.get("table", [])]
+        for part in ("label_drift", "prediction_drift"):
+            info = r.get(part) or {}
+            rows += [[f"[{part.split('_')[0]}] {t['feature']}", t["method"], f"{t['value']:.4g}",
+                      f"{t['threshold']:.4g}", "yes" if t["drifted"] else "no"]
+                     for t in info.get("table", [])]
+        if rows:
+            print(text_table(["feature", "method", "value", "threshold", "drifted"], rows))
+        for part in ("label_drift", "prediction_drift"):
+            info = r.get(part) or {}
+            if info.get("note"):
+                print(f"  {part.replace('_', ' ')}: {info['note']}")
+        if r.get("report") and r["report"].get("html"):
+            print(f"  report: {r['report']['html']}")
+    return 1 if detected else 0
+
+
+def _copy_html_reports(target: str, checks: dict) -> None:
+    """``--html PATH``: the report itself for one model; for several, PATH is a folder that
+    gets ``<model>.html`` each."""
+    with_html = {n: c.reports.html for n, c in checks.items() if c.reports and c.reports.html}
+    if not with_html:
+        return
+    path = Path(target)
+    if len(checks) == 1 and path.suffix.lower() in (".html", ".htm"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(next(iter(with_html.values())), path)
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    for name, html in with_html.items():
+        shutil.copyfile(html, path / f"{name}.html")
+
+
+def register(sub, workspace_options: argparse.ArgumentParser) -> None:
+    """Add `drift` to the `retrain` parser."""
+    p = sub.add_parser("drift", parents=[workspace_options],
+                       help="check drift of each production model's data (exit 1 on drift)")
+    p.add_argument("--model", action="append", help="model name (repeatable; default: all)")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON document")
+    p.add_argument("--html", metavar="PATH",
+                   help="also write Evidently's HTML report to PATH (a folder for several models)")
+    p.set_defaults(func=cmd_drift)

@@ -1,0 +1,32 @@
+"""What every command prints with: one JSON document on stdout, progress on stderr."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+log = logging.getLogger("retrain")
+
+
+def setup_logging(verbose: bool) -> None:
+    """Progress lines of the ``retrain`` logger on stderr (stdout is for results)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s  %(message)s", "%H:%M:%S"))
+    log.handlers = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+
+
+def json_default(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def print_json(document: Any) -> None:
+    """``document`` as one indented JSON document on stdout."""
+    sys.stdout.write(json.dumps(document, indent=2, default=json_default) + "\n")

@@ -1,0 +1,86 @@
+"""`retrain predict`: score a Parquet or CSV file with a version of a model."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from retrain.errors import RetrainError
+
+log = logging.getLogger("retrain")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from retrain.errors import DataValidationError
+    from retrain.workspace import Workspace
+    ws = Workspace.open(args.config)
+    ws.model_names([args.model])
+    version = ws.registry.resolve_version(args.model, args.version)
+    model = ws.registry.load(version)
+    src = Path(args.input)
+    if not src.is_file():
+        raise DataValidationError(None, f"input file {src} does not exist")
+    suffix = src.suffix.lower()
+    if suffix == ".parquet":
+        df = pl.read_parquet(src)
+    elif suffix == ".csv":
+        df = pl.read_csv(src, try_parse_dates=True, infer_schema_length=10_000)
+    else:
+        raise DataValidationError(None, f"{src}: expected a .parquet or .csv file")
+    if args.output:
+        dest = Path(args.output)
+        if _in_feature_store(ws, dest):
+            raise RetrainError(f"--output {dest} is inside the feature store "
+                               f"({ws.settings.data_source}); its rows would become training data")
+    else:
+        dest = src.with_name(f"{src.stem}.predictions{suffix}")
+        if _in_feature_store(ws, dest):
+            # Next to a feature-store file the predictions would be read back as training data.
+            dest = ws.settings.resolve("predictions") / dest.name
+            if _in_feature_store(ws, dest):
+                raise RetrainError(f"{src} is in the feature store ({ws.settings.data_source}); "
+                                   "choose where the predictions go with --output")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.suffix.lower() not in (".csv", ".parquet"):
+        raise RetrainError(f"--output {dest}: expected a .parquet or .csv file")
+    if df.height == 0:
+        model.preprocessing.transform(df)  # still checks that the feature columns exist
+        classes = pl.Series(model.classes)
+        labels, proba = classes.head(0), pl.Series([], dtype=pl.Float64)
+    else:
+        labels, proba = model.predict(df)
+    out = df.with_columns(pl.Series("prediction", labels), pl.Series("probability", proba))
+    if dest.suffix.lower() == ".csv":
+        out.write_csv(dest)
+    else:
+        out.write_parquet(dest)
+    log.info("scored %d rows with %s -> %s", out.height, version.version_id, dest)
+    print(dest)
+    return 0
+
+
+def _in_feature_store(ws, path: Path) -> bool:
+    """Whether a file written at ``path`` would be read as part of the feature store."""
+    import fnmatch
+    source = ws.settings.data_source
+    if "://" in source:
+        return False
+    target = path.resolve()
+    root = Path(source)
+    if root.is_dir():
+        return target.is_relative_to(root.resolve())
+    return fnmatch.fnmatch(str(target), source) or fnmatch.fnmatch(str(path), source)
+
+
+def register(sub, workspace_options: argparse.ArgumentParser) -> None:
+    """Add `predict` to the `retrain` parser."""
+    p = sub.add_parser("predict", parents=[workspace_options], help="score a Parquet or CSV file")
+    p.add_argument("model")
+    p.add_argument("input")
+    p.add_argument("--version", help="version id or number (default: production)")
+    p.add_argument("--output", help="output .parquet or .csv file (default: INPUT.predictions.<ext>, "
+                   "or under <workspace>/predictions/ when INPUT is in the feature store)")
+    p.set_defaults(func=cmd_predict)

@@ -1,0 +1,160 @@
+"""The feature store: append-only rows with a timestamp, read lazily with polars.
+
+A *window* is a half-open time range ``[start, end)`` or closed ``[start, end]``; the
+production model's training window and "rows newer than it" are the two that matter.
+Everything that leaves this module has been validated: a bad column raises
+``DataValidationError`` naming the column and the problem.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from retrain.config import DataConfig, Settings, TrainingConfig
+from retrain.data.schema import Schema, Window, dtype_family
+from retrain.errors import DataValidationError
+
+
+def _source_files(source: str) -> list[str]:
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in (".parquet", ".csv"))
+    else:
+        files = sorted(glob.glob(source, recursive=True))
+    return files
+
+
+class FeatureStore:
+    """Lazy access to the append-only feature store described by ``[data]``."""
+
+    def __init__(self, settings: Settings):
+        self.config: DataConfig = settings.data
+        self.source = settings.data_source
+
+    # Reading --------------------------------------------------------------------------------
+    def scan(self) -> pl.LazyFrame:
+        files = _source_files(self.source)
+        if not files:
+            raise DataValidationError(None, f"no Parquet or CSV files found at {self.source}")
+        frames = []
+        for f in files:
+            if f.lower().endswith(".parquet"):
+                frames.append(pl.scan_parquet(f))
+            elif f.lower().endswith(".csv"):
+                frames.append(pl.scan_csv(f, try_parse_dates=True, infer_schema_length=10_000))
+            else:
+                raise DataValidationError(None, f"{f}: only .parquet and .csv files are supported")
+        schemas = [(f, lf.collect_schema()) for f, lf in zip(files, frames)]
+        self._check_consistent(schemas)
+        ts = self.config.timestamp
+        frames = [self._normalise_timestamp(lf, schema) for lf, (_, schema) in zip(frames, schemas)]
+        return pl.concat(frames, how="diagonal_relaxed").filter(pl.col(ts).is_not_null())
+
+    def _check_consistent(self, schemas: list[tuple[str, pl.Schema]]) -> None:
+        first_file, first = schemas[0]
+        for f, schema in schemas[1:]:
+            for col, dtype in schema.items():
+                if col in first and dtype_family(first[col]) != dtype_family(dtype):
+                    raise DataValidationError(
+                        col, f"type changed between files: {first[col]} in {first_file}, "
+                        f"{dtype} in {f}")
+
+    def _normalise_timestamp(self, lf: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
+        ts = self.config.timestamp
+        if ts not in schema:
+            raise DataValidationError(ts, "timestamp column is missing")
+        dtype = schema[ts]
+        if dtype == pl.Date:
+            return lf.with_columns(pl.col(ts).cast(pl.Datetime("us")))
+        if isinstance(dtype, pl.Datetime):
+            return lf.with_columns(pl.col(ts).dt.replace_time_zone(None).cast(pl.Datetime("us")))
+        if dtype == pl.String:
+            return lf.with_columns(pl.col(ts).str.to_datetime(strict=False).cast(pl.Datetime("us")))
+        raise DataValidationError(ts, f"timestamp column must be a date or datetime, found {dtype}")
+
+    def schema(self, expected: Schema | None = None) -> Schema:
+        """Resolve the feature schema from config and the data; check it against ``expected``.
+
+        ``expected`` is the schema a production version was trained with: a missing feature or
+        one whose type changed since is an error.
+        """
+        cfg = self.config
+        columns = self.scan().collect_schema()
+        for col, what in ((cfg.target, "target"), (cfg.timestamp, "timestamp")):
+            if col not in columns:
+                raise DataValidationError(col, f"{what} column is missing")
+        reserved = {cfg.target, cfg.timestamp, cfg.entity_id}
+        features = list(expected.features) if expected else (
+            cfg.features or [c for c in columns if c not in reserved])
+        for col in features:
+            if col not in columns:
+                raise DataValidationError(col, "feature column is missing")
+            if dtype_family(columns[col]) == "other":
+                raise DataValidationError(col, f"unsupported feature type {columns[col]}")
+        if expected:
+            categorical = list(expected.categorical)
+            for col in features:
+                now = dtype_family(columns[col])
+                was = "categorical" if col in categorical else "numeric"
+                if now != was:
+                    raise DataValidationError(
+                        col, f"type changed: the production model was trained on {was} values, "
+                        f"the data now has {columns[col]}")
+        else:
+            categorical = [c for c in features if dtype_family(columns[c]) == "categorical"]
+            for col in cfg.categorical or []:
+                if col not in features:
+                    raise DataValidationError(col, "listed in [data] categorical but not a feature")
+                if col not in categorical:
+                    categorical.append(col)
+        if not features:
+            raise DataValidationError(None, "no feature columns (set [data] features)")
+        return Schema(tuple(features), tuple(c for c in features if c in categorical))
+
+    # Windows --------------------------------------------------------------------------------
+    def time_range(self) -> Window | None:
+        ts = self.config.timestamp
+        row = self.scan().select(pl.col(ts).min().alias("lo"), pl.col(ts).max().alias("hi")).collect()
+        lo, hi = row["lo"][0], row["hi"][0]
+        return None if lo is None else Window(lo, hi)
+
+    def rows(self, start: datetime | None = None, end: datetime | None = None,
+             *, after: datetime | None = None, labeled: bool = True) -> pl.LazyFrame:
+        """Rows with ``start <= ts <= end`` (or ``ts > after``), optionally only labeled ones."""
+        ts = self.config.timestamp
+        lf = self.scan()
+        if start is not None:
+            lf = lf.filter(pl.col(ts) >= start)
+        if end is not None:
+            lf = lf.filter(pl.col(ts) <= end)
+        if after is not None:
+            lf = lf.filter(pl.col(ts) > after)
+        if labeled:
+            lf = lf.filter(pl.col(self.config.target).is_not_null())
+        return lf
+
+    def count_rows(self, lf: pl.LazyFrame) -> int:
+        return int(lf.select(pl.len()).collect().item())
+
+    def training_window(self, training: TrainingConfig) -> Window:
+        """The window a new candidate trains on: the newest rows per ``[training] window``."""
+        full = self.time_range()
+        if full is None:
+            raise DataValidationError(self.config.timestamp, "the feature store has no rows")
+        spec = training.window
+        if spec == "all":
+            return full
+        m = re.fullmatch(r"(\d+)(d|rows)", spec)
+        assert m  # validated by config
+        n, unit = int(m.group(1)), m.group(2)
+        if unit == "d":
+            return Window(max(full.start, full.end - timedelta(days=n)), full.end)
+        ts = self.config.timestamp
+        start = (self.rows().select(pl.col(ts)).sort(ts, descending=True).head(n)
+                 .select(pl.col(ts).min()).collect().item())
+        return Window(start, full.end)

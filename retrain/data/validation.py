@@ -1,0 +1,72 @@
+"""Checks of a collected window before it is used, its content hash, and the split by time.
+
+Every problem is a ``DataValidationError`` that names the column and what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import polars as pl
+
+from retrain.data.schema import Schema
+from retrain.errors import DataValidationError
+
+
+def validate_frame(df: pl.DataFrame, schema: Schema, *, target: str | None, what: str,
+                   require_two_classes: bool = False) -> None:
+    """Check a collected window before it is used; raise ``DataValidationError`` on a problem."""
+    if df.height == 0:
+        raise DataValidationError(None, f"the {what} window is empty")
+    for col in schema.features:
+        series = df.get_column(col)
+        if series.null_count() == df.height:
+            raise DataValidationError(col, f"all values are null in the {what} window")
+        if col not in schema.categorical and series.dtype.is_float():
+            if series.is_infinite().any():
+                raise DataValidationError(col, f"non-finite values (inf) in the {what} window")
+    if target is not None:
+        y = df.get_column(target)
+        if y.null_count():
+            raise DataValidationError(target, f"{y.null_count()} null labels in the {what} window")
+        classes = y.unique().to_list()
+        if len(classes) > 2:
+            raise DataValidationError(
+                target, f"binary classification needs 2 classes, found {len(classes)} "
+                f"({sorted(map(str, classes))[:5]}...)")
+        if require_two_classes and len(classes) < 2:
+            raise DataValidationError(target, f"the {what} window has only one class ({classes[0]!r})")
+
+
+def fingerprint(df: pl.DataFrame) -> str:
+    """A content hash of a frame (column names, types, values, row order), stable across
+    library versions, to tell which data a model saw."""
+    digest = hashlib.sha256()
+    for name in df.columns:
+        series = df.get_column(name)
+        digest.update(f"{name}:{series.dtype}:".encode())
+        if series.dtype.is_numeric() or series.dtype == pl.Boolean:
+            digest.update(np.ascontiguousarray(series.cast(pl.Float64).to_numpy()).tobytes())
+        else:
+            digest.update("\x1f".join("\x00" if v is None else str(v) for v in series.to_list()).encode())
+    return digest.hexdigest()[:16]
+
+
+def temporal_split(df: pl.DataFrame, timestamp: str, holdout_fraction: float
+                   ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split by time: the holdout is the newest ``holdout_fraction`` of the rows.
+
+    Rows that share the cut-off timestamp all go to the holdout, so no instant is on both sides.
+    """
+    df = df.sort(timestamp)
+    cut_index = int(df.height * (1 - holdout_fraction))
+    if cut_index <= 0 or cut_index >= df.height:
+        raise DataValidationError(None, f"window of {df.height} rows is too small to hold out "
+                                  f"{holdout_fraction:.0%} of it")
+    cutoff = df.get_column(timestamp)[cut_index]
+    train = df.filter(pl.col(timestamp) < cutoff)
+    holdout = df.filter(pl.col(timestamp) >= cutoff)
+    if train.height == 0:
+        raise DataValidationError(timestamp, "all rows share one timestamp; cannot split by time")
+    return train, holdout

@@ -1,0 +1,234 @@
+"""The drift check of one model: its production version's reference against the newer rows.
+
+Three parts, reported separately:
+
+* feature drift: every feature of the version's schema (``compute_drift``);
+* label drift: the target on newly labeled rows vs on the training window's labeled rows;
+* prediction drift: the production model's predictions on the new rows vs on its holdout.
+
+The reference side comes from the version's stored profile (computed at training); versions
+without one read their training window instead, which gives the same numbers. Which parts
+can trigger retraining is ``[drift] trigger_on`` (default: features only).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from retrain.config import DriftConfig
+from retrain.data import Schema, validate_frame
+from retrain.drift import DriftReport, compute_drift, detect_drift
+from retrain.drift.report_files import DriftReportFiles, report_directory, write_reports
+from retrain.errors import RetrainError
+from retrain.modeling import encode_target
+from retrain.drift.profile import ReferenceProfile, sample_rows, window_profile, with_holdout
+from retrain.registry import ModelVersion
+from retrain.workspace import Workspace
+
+log = logging.getLogger("retrain")
+
+PREDICTION = "prediction"
+
+
+def _part(report: DriftReport | None, note: str) -> dict[str, Any]:
+    if report is None:
+        return {"detected": False, "note": note}
+    return {"detected": report.detected, "note": note, "table": report.table_rows(),
+            "drifted": report.drifted_values(), "reference_rows": report.reference_rows,
+            "current_rows": report.current_rows, "decision": report.decision}
+
+
+@dataclass
+class DriftCheck:
+    model: str
+    detected: bool
+    drifted_features: list[str] = field(default_factory=list)
+    share: float = 0.0
+    result: DriftReport | None = None  # feature drift
+    note: str = ""
+    label: DriftReport | None = None
+    prediction: DriftReport | None = None
+    label_note: str = ""
+    prediction_note: str = ""
+    reference: str = ""  # where the reference came from: "profile" or "window"
+    triggered_by: list[str] = field(default_factory=list)  # features | label | prediction
+    reports: DriftReportFiles | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": self.model, "detected": self.detected,
+                               "drifted_features": self.drifted_features, "share": self.share,
+                               "note": self.note, "triggered_by": list(self.triggered_by)}
+        if self.result is not None:
+            r = self.result
+            out.update(features=r.feature_rows(), table=r.table_rows(), drifted=r.drifted_values(),
+                       reference_rows=r.reference_rows, current_rows=r.current_rows,
+                       thresholds=r.thresholds, methods=list(r.methods), decision=r.decision,
+                       reference=self.reference)
+            out["label_drift"] = _part(self.label, self.label_note)
+            out["prediction_drift"] = _part(self.prediction, self.prediction_note)
+        out["report"] = None if self.reports is None else self.reports.as_dict()
+        return out
+
+
+# The reference --------------------------------------------------------------------------
+
+def load_profile(ws: Workspace, version: ModelVersion) -> ReferenceProfile | None:
+    """The version's stored profile if it matches the current ``[drift]`` sampling, else None."""
+    try:
+        profile = ws.registry.load_reference_profile(version)
+    except RetrainError as exc:
+        log.warning("%s: reference profile unusable (%s); reading the reference window",
+                    version.version_id, exc)
+        return None
+    if profile is None or not profile.matches(ws.settings.drift.max_rows):
+        return None
+    if profile.schema.as_dict() != Schema.from_dict(version.feature_schema).as_dict():
+        return None
+    return profile
+
+
+def recompute_profile(ws: Workspace, version: ModelVersion, model=None) -> ReferenceProfile:
+    """What the stored profile would hold, from the feature store (for older versions)."""
+    schema = Schema.from_dict(version.feature_schema)
+    profile = window_profile(ws, version.train_start, version.train_end, schema)
+    if version.holdout_start is None:
+        return profile
+    holdout = ws.store.rows(version.holdout_start, version.train_end).collect()
+    if holdout.height == 0:
+        return profile
+    model = model or ws.registry.load(version)
+    y, _ = encode_target(holdout.get_column(ws.settings.data.target), model.classes)
+    return with_holdout(profile, model.predict_proba(holdout), y)
+
+
+def reference_profile(ws: Workspace, version: ModelVersion, use_profile: bool = True
+                      ) -> tuple[ReferenceProfile, str]:
+    """The version's reference profile and where it came from (``profile`` | ``window``)."""
+    profile = load_profile(ws, version) if use_profile else None
+    if profile is not None:
+        return profile, "profile"
+    return recompute_profile(ws, version), "window"
+
+
+# The parts ------------------------------------------------------------------------------
+
+def _label_drift(ws: Workspace, version: ModelVersion, profile: ReferenceProfile,
+                 cfg: DriftConfig) -> tuple[DriftReport | None, str]:
+    target = ws.settings.data.target
+    if profile.label is None or profile.label.n == 0:
+        return None, "no labeled rows in the reference window"
+    labels = ws.store.rows(after=version.train_end).select(target).collect()
+    if labels.height == 0:
+        return None, "no newly labeled rows"
+    label_reference = ReferenceProfile(Schema((target,), (target,)), {target: profile.label},
+                                       rows=profile.label.n, window_rows=profile.label.n,
+                                       max_rows=None)
+    return compute_drift(label_reference, labels, config=cfg), ""
+
+
+def _prediction_drift(ws: Workspace, version: ModelVersion, profile: ReferenceProfile,
+                      current: pl.DataFrame, cfg: DriftConfig) -> tuple[DriftReport | None, str]:
+    if profile.holdout_proba is None or len(profile.holdout_proba) == 0:
+        return None, "no holdout predictions for this version"
+    model = ws.registry.load(version)
+    reference = pl.DataFrame({PREDICTION: profile.holdout_proba})
+    predictions = pl.DataFrame({PREDICTION: model.predict_proba(current)})
+    return compute_drift(reference, predictions, config=cfg), ""
+
+
+# The check ------------------------------------------------------------------------------
+
+def check_drift(ws: Workspace, model_name: str, cache: dict[tuple, Any] | None = None, *,
+                use_profile: bool = True, save_reports: bool | None = None) -> DriftCheck:
+    """Feature, label and prediction drift of ``model_name``'s production version.
+
+    Models whose production versions share a training window and features share the feature
+    and label results (and the rendered report) through ``cache``. ``save_reports`` (default
+    ``[drift] save_reports``) writes the report files; ``use_profile=False`` ignores stored
+    profiles and reads the reference window.
+    """
+    cfg = ws.settings.drift
+    production = ws.registry.production_version(model_name)
+    if production is None:
+        return DriftCheck(model_name, False, note="no production version yet")
+    schema = Schema.from_dict(production.feature_schema)
+    ws.store.schema(expected=schema)  # missing or retyped feature -> DataValidationError
+    current = ws.store.rows(after=production.train_end, labeled=False).select(schema.features).collect()
+    if current.height == 0:
+        return DriftCheck(model_name, False, note="no rows newer than the production training window")
+    validate_frame(current, schema, target=None, what="drift current")
+    current = sample_rows(current, cfg.max_rows)
+
+    profile, source = reference_profile(ws, production, use_profile)
+    key = (production.train_start, production.train_end, schema.features, schema.categorical,
+           source)
+    shared = None if cache is None else cache.get(key)
+    if shared is None:
+        features = detect_drift(profile, current, schema, cfg)
+        label, label_note = _label_drift(ws, production, profile, cfg)
+        shared = {"features": features, "label": label, "label_note": label_note, "rendered": None}
+        if cache is not None:
+            cache[key] = shared
+    features = shared["features"]
+    prediction, prediction_note = _prediction_drift(ws, production, profile, current, cfg)
+
+    parts = {"features": features, "label": shared["label"], "prediction": prediction}
+    triggered_by = [p for p in cfg.trigger_on if parts[p] is not None and parts[p].detected]
+    check = DriftCheck(model_name, bool(triggered_by), features.drifted_features, features.share,
+                       features, label=shared["label"], prediction=prediction,
+                       label_note=shared["label_note"], prediction_note=prediction_note,
+                       reference=source, triggered_by=triggered_by)
+    if cfg.save_reports if save_reports is None else save_reports:
+        directory = report_directory(ws.settings.resolve(cfg.reports_dir), model_name)
+        check.reports = write_reports(
+            directory, check.as_dict(), reference_sample=profile.report_sample,
+            current_sample=sample_rows(current, cfg.report_rows), schema=schema, config=cfg,
+            rendered=shared["rendered"])
+        shared["rendered"] = check.reports
+    log.info("drift %s: %d/%d features drifted (%s) -> %s%s", model_name,
+             len(features.drifted_features), len(features.features), _rule(cfg),
+             "DETECTED" if check.detected else "none",
+             f" (by {', '.join(triggered_by)})" if triggered_by else "")
+    return check
+
+
+def _rule(cfg: DriftConfig) -> str:
+    if cfg.decision == "share":
+        return f"share rule, threshold {cfg.drift_share:.2f}"
+    return f"{'Benjamini-Hochberg' if cfg.decision == 'bh' else 'Bonferroni'} at alpha {cfg.alpha}"
+
+
+# What the orchestrator publishes ---------------------------------------------------------
+
+def drift_event(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The event for one check result (``DriftCheck.as_dict()``): ``retrain.drift.detected``
+    when drift was found, else ``retrain.drift.checked``; the payload has the numbers."""
+    name = "retrain.drift.detected" if result["detected"] else "retrain.drift.checked"
+    thresholds = result.get("thresholds") or {}
+    payload = {
+        "model": result["model"], "detected": result["detected"],
+        "drifted_features": result["drifted_features"], "drifted": result.get("drifted", []),
+        "share": result["share"], "methods": result.get("methods"),
+        "decision": {"rule": result.get("decision"), **thresholds},
+        "thresholds": thresholds, "triggered_by": result.get("triggered_by", []),
+        "reference_rows": result.get("reference_rows"), "current_rows": result.get("current_rows"),
+        "note": result.get("note", ""),
+        "label_drift": {k: v for k, v in (result.get("label_drift") or {}).items() if k != "table"},
+        "prediction_drift": {k: v for k, v in (result.get("prediction_drift") or {}).items()
+                             if k != "table"},
+        "report_html": (result.get("report") or {}).get("html"),
+    }
+    return name, payload
+
+
+def table_artifact_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-feature table (feature, method, value, threshold, drifted) of a check result,
+    followed by the label and prediction rows, each tagged with its part."""
+    rows = [{"part": "features", **r} for r in result.get("table", [])]
+    for part in ("label_drift", "prediction_drift"):
+        rows += [{"part": part.split("_")[0], **r} for r in (result.get(part) or {}).get("table", [])]
+    return rows

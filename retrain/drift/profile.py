@@ -1,0 +1,170 @@
+"""The reference profile: what a drift check needs of a version's training data, computed once.
+
+When a version is trained, its reference window (every row of its training window, labeled or
+not, sampled to ``[drift] max_rows`` with a fixed seed) is reduced to
+
+* per numeric feature: the sorted finite values (KS and PSI need the whole empirical
+  distribution to give the same numbers as on the raw rows),
+* per categorical feature, and for the label: the count of each value,
+* the version's predictions and the labels on its holdout (prediction drift and the bootstrap
+  of the performance trigger; out-of-sample, unlike predictions on the training rows),
+* a bounded row sample for the Evidently HTML report.
+
+It is stored inside the version's artifact zip (covered by the artifact's sha256), as an
+``.npz`` archive read with ``allow_pickle=False``. A check then reads only the current window.
+Versions registered before profiles existed fall back to reading their reference window.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from retrain.data import Schema
+from retrain.stats.drift import CategoricalSample, NumericSample, categorical_sample, numeric_sample
+from retrain.errors import ArtifactIntegrityError
+
+if TYPE_CHECKING:
+    from retrain.workspace import Workspace
+
+log = logging.getLogger("retrain")
+
+PROFILE_FORMAT = "retrain-profile/1"
+SAMPLE_SEED = 0
+
+
+def sample_rows(df: pl.DataFrame, max_rows: int | None, seed: int = SAMPLE_SEED) -> pl.DataFrame:
+    """At most ``max_rows`` rows, drawn without replacement with a fixed seed (same rows for
+    the same frame, so a profile and a recomputation see the same sample)."""
+    if max_rows is None or df.height <= max_rows:
+        return df
+    return df.sample(n=max_rows, seed=seed)
+
+
+def feature_samples(df: pl.DataFrame, schema: Schema) -> dict[str, NumericSample | CategoricalSample]:
+    return {col: (categorical_sample(df.get_column(col)) if col in schema.categorical
+                  else numeric_sample(df.get_column(col))) for col in schema.features}
+
+
+@dataclass
+class ReferenceProfile:
+    """Sufficient statistics of a reference window for every drift statistic we compute."""
+
+    schema: Schema
+    features: dict[str, NumericSample | CategoricalSample]
+    rows: int  # reference rows the statistics describe (after sampling)
+    window_rows: int  # rows in the reference window before sampling
+    max_rows: int | None  # the sampling bound in force when the profile was made
+    label: CategoricalSample | None = None
+    holdout_proba: np.ndarray | None = None  # positive-class probabilities on the holdout
+    holdout_labels: np.ndarray | None = None  # 0/1, aligned with holdout_proba
+    report_sample: pl.DataFrame | None = None  # bounded row sample for HTML reports
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def matches(self, max_rows: int | None) -> bool:
+        """Whether this profile gives what recomputing with ``max_rows`` would give."""
+        if self.max_rows == max_rows:
+            return True
+        # Neither bound sampled this window: the same rows either way.
+        bound = max_rows if max_rows is not None else float("inf")
+        return self.window_rows <= bound and self.window_rows == self.rows
+
+    # Serialisation --------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        arrays: dict[str, np.ndarray] = {}
+        features = []
+        for i, (name, sample) in enumerate(self.features.items()):
+            if isinstance(sample, NumericSample):
+                arrays[f"numeric_{i}"] = sample.values
+                features.append({"name": name, "kind": "numeric", "integer": sample.integer,
+                                 "missing": sample.missing})
+            else:
+                features.append({"name": name, "kind": "categorical", "keys": list(sample.keys),
+                                 "counts": sample.counts.tolist(), "missing": sample.missing})
+        meta = {"format": PROFILE_FORMAT, "schema": self.schema.as_dict(), "features": features,
+                "rows": self.rows, "window_rows": self.window_rows, "max_rows": self.max_rows,
+                "label": None if self.label is None else {
+                    "keys": list(self.label.keys), "counts": self.label.counts.tolist(),
+                    "missing": self.label.missing},
+                **{"extra": self.meta}}
+        if self.holdout_proba is not None:
+            arrays["holdout_proba"] = np.asarray(self.holdout_proba, dtype=np.float64)
+            arrays["holdout_labels"] = np.asarray(self.holdout_labels, dtype=np.int8)
+        if self.report_sample is not None:
+            buf = io.BytesIO()
+            self.report_sample.write_parquet(buf)
+            arrays["report_sample"] = np.frombuffer(buf.getvalue(), dtype=np.uint8)
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        out = io.BytesIO()
+        np.savez(out, **arrays)
+        return out.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "ReferenceProfile":
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            meta = json.loads(arrays["meta"].tobytes())
+        except (ValueError, KeyError, OSError) as exc:
+            raise ArtifactIntegrityError(f"unreadable reference profile: {exc!r}") from None
+        if meta.get("format") != PROFILE_FORMAT:
+            raise ArtifactIntegrityError(f"unknown reference profile format {meta.get('format')!r}")
+        features: dict[str, NumericSample | CategoricalSample] = {}
+        for i, f in enumerate(meta["features"]):
+            if f["kind"] == "numeric":
+                features[f["name"]] = NumericSample(arrays[f"numeric_{i}"], f["integer"], f["missing"])
+            else:
+                features[f["name"]] = CategoricalSample(tuple(f["keys"]),
+                                                        np.asarray(f["counts"], dtype=np.int64),
+                                                        f["missing"])
+        label = meta.get("label")
+        report_sample = None
+        if "report_sample" in arrays:
+            report_sample = pl.read_parquet(io.BytesIO(arrays["report_sample"].tobytes()))
+        return cls(schema=Schema.from_dict(meta["schema"]), features=features, rows=meta["rows"],
+                   window_rows=meta["window_rows"], max_rows=meta["max_rows"],
+                   label=None if label is None else CategoricalSample(
+                       tuple(label["keys"]), np.asarray(label["counts"], dtype=np.int64),
+                       label["missing"]),
+                   holdout_proba=arrays.get("holdout_proba"),
+                   holdout_labels=None if "holdout_labels" not in arrays
+                   else arrays["holdout_labels"].astype(np.int64),
+                   report_sample=report_sample, meta=meta.get("extra") or {})
+
+
+def build_profile(reference: pl.DataFrame, schema: Schema, *, max_rows: int | None,
+                  report_rows: int, labels: pl.Series | None = None,
+                  holdout_proba: np.ndarray | None = None,
+                  holdout_labels: np.ndarray | None = None) -> ReferenceProfile:
+    """The profile of a reference window (``reference``: its feature columns, unsampled)."""
+    sampled = sample_rows(reference.select(schema.features), max_rows)
+    return ReferenceProfile(
+        schema=schema, features=feature_samples(sampled, schema), rows=sampled.height,
+        window_rows=reference.height, max_rows=max_rows,
+        label=None if labels is None else categorical_sample(labels),
+        holdout_proba=holdout_proba, holdout_labels=holdout_labels,
+        report_sample=sample_rows(sampled, report_rows))
+
+
+def window_profile(ws: "Workspace", start: datetime, end: datetime, schema: Schema) -> ReferenceProfile:
+    """The profile of the window ``[start, end]`` of the feature store: all its rows for the
+    features (labeled or not), its labeled rows for the label. No holdout part."""
+    cfg = ws.settings
+    reference = ws.store.rows(start, end, labeled=False).select(schema.features).collect()
+    target = cfg.data.target
+    labels = ws.store.rows(start, end).select(target).collect().get_column(target)
+    return build_profile(reference, schema, max_rows=cfg.drift.max_rows,
+                         report_rows=cfg.drift.report_rows, labels=labels)
+
+
+def with_holdout(profile: ReferenceProfile, proba: np.ndarray, labels: np.ndarray) -> ReferenceProfile:
+    """A copy of ``profile`` with one version's holdout predictions and 0/1 labels."""
+    return replace(profile, holdout_proba=np.asarray(proba, dtype=np.float64),
+                   holdout_labels=np.asarray(labels, dtype=np.int64))

@@ -1,0 +1,83 @@
+"""Evaluate each candidate against its model's production version on the same holdout.
+
+Besides the metrics and the relative improvement, an evaluation carries a paired interval of
+(challenger - champion) on the primary metric, the guardrail comparisons, and a smoke sample:
+holdout rows with the candidate's predictions, re-scored after a promotion to prove that the
+deployed artifact predicts what was evaluated.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from retrain.evaluation.smoke import write_smoke_sample
+from retrain.modeling import encode_target
+from retrain.registry import ModelVersion
+from retrain.reporting.evaluation import evaluation_line
+from retrain.stats.metrics import compute_metrics, relative_improvement
+from retrain.stats.paired import improvement_interval
+from retrain.training import TrainingData
+from retrain.workspace import Workspace
+
+log = logging.getLogger("retrain")
+
+
+def guardrail_checks(candidate: dict[str, float], production: dict[str, float],
+                     guardrails: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """For each guardrail metric: how much worse the candidate is (relative), and whether that
+    stays within the tolerance."""
+    out = {}
+    for metric, tolerance in guardrails.items():
+        worse = -relative_improvement(metric, candidate[metric], production[metric])
+        out[metric] = {"candidate": candidate[metric], "production": production[metric],
+                       "relative_worsening": worse, "tolerance": tolerance, "ok": worse <= tolerance}
+    return out
+
+
+def evaluate_candidate(ws: Workspace, candidate: ModelVersion, data: TrainingData) -> dict[str, Any]:
+    """Metrics of candidate and production on ``data.holdout``, and the relative improvement.
+
+    Both models are loaded from their verified artifacts, so the numbers are those of the
+    models as stored, not of objects in memory.
+    """
+    policy = ws.settings.promotion
+    metric = policy.metric
+    target = ws.settings.data.target
+    holdout = data.holdout
+    model = ws.registry.load(candidate)
+    y, _ = encode_target(holdout.get_column(target), model.classes)
+    candidate_proba = model.predict_proba(holdout)
+    candidate_metrics = compute_metrics(y, candidate_proba)
+    production = ws.registry.production_version(candidate.model_name)
+    production_metrics = improvement = interval = None
+    guardrails: dict[str, Any] = {}
+    if production is not None:
+        prod_model = ws.registry.load(production)
+        y_prod, _ = encode_target(holdout.get_column(target), prod_model.classes)
+        production_proba = prod_model.predict_proba(holdout)
+        production_metrics = compute_metrics(y_prod, production_proba)
+        improvement = relative_improvement(metric, candidate_metrics[metric], production_metrics[metric])
+        interval = improvement_interval(
+            y, production_proba, candidate_proba, metric, method=policy.interval_method,
+            confidence=policy.confidence, samples=policy.bootstrap_samples).as_dict()
+        guardrails = guardrail_checks(candidate_metrics, production_metrics, policy.guardrails)
+    evaluation = {
+        "model": candidate.model_name,
+        "candidate_version": candidate.version_id,
+        "production_version": production.version_id if production else None,
+        "metric": metric,
+        "metrics": {"candidate": candidate_metrics, "production": production_metrics},
+        "relative_improvement": improvement,
+        "interval": interval,
+        "guardrails": guardrails,
+        "holdout": {**data.holdout_window.as_dict(), "rows": holdout.height},
+        "smoke_sample": write_smoke_sample(
+            ws, candidate, list(model.preprocessing.schema.features), holdout, candidate_proba),
+    }
+    ws.registry.record(candidate.model_name, "evaluated", version_id=candidate.version_id,
+                       reason=evaluation_line(evaluation), details=evaluation)
+    log.info("evaluated %s: %s", candidate.version_id, evaluation_line(evaluation))
+    return evaluation
+
+

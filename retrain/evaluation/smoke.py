@@ -1,0 +1,56 @@
+"""The smoke sample: holdout rows with the candidate's predictions, recorded at evaluation and
+re-scored right after a switch, to prove the deployed artifact predicts what was evaluated."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from retrain.errors import RetrainError
+from retrain.registry import ModelVersion
+from retrain.registry.artifacts import atomic_write_bytes
+from retrain.workspace import Workspace
+
+
+def smoke_check(ws: Workspace, version_id: str, smoke: dict[str, Any] | None) -> str | None:
+    """Load the deployed artifact (sha256 verified), score the smoke sample recorded at
+    evaluation and compare; ``None`` when it predicts exactly as evaluated, else the problem."""
+    if not smoke:
+        return None
+    registry = ws.registry
+    try:
+        model = registry.load(registry.get_version(version_id))
+        path = registry.artifacts_dir / smoke["path"]
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != smoke["sha256"]:
+            return f"smoke sample {path} was changed since the evaluation"
+        sample = pl.read_parquet(io.BytesIO(data))
+        expected = sample.get_column("expected_probability").to_numpy()
+        actual = model.predict_proba(sample.drop("expected_probability"))
+    except (RetrainError, OSError) as exc:
+        return f"the deployed artifact cannot be used: {exc}"
+    if not np.array_equal(actual, expected):
+        worst = float(np.max(np.abs(actual - expected)))
+        return (f"the deployed artifact predicts differently from the evaluated model on "
+                f"{int(np.sum(actual != expected))} of {len(expected)} smoke rows "
+                f"(largest difference {worst:.3g})")
+    return None
+
+
+def write_smoke_sample(ws: Workspace, candidate: ModelVersion, features: list[str],
+                        holdout: pl.DataFrame, proba: np.ndarray) -> dict[str, Any]:
+    n = min(ws.settings.promotion.smoke_rows, holdout.height)
+    idx = np.random.default_rng(0).choice(holdout.height, size=n, replace=False)
+    idx.sort()
+    sample = holdout[idx].select(features).with_columns(pl.Series("expected_probability", proba[idx]))
+    buf = io.BytesIO()
+    sample.write_parquet(buf)
+    data = buf.getvalue()
+    path = ws.registry.artifact_file(candidate).with_suffix(".smoke.parquet")
+    atomic_write_bytes(path, data)
+    return {"path": path.relative_to(ws.registry.artifacts_dir).as_posix(),
+            "sha256": hashlib.sha256(data).hexdigest(), "rows": n}

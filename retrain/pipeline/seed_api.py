@@ -1,0 +1,39 @@
+"""``AutomatedRetrainingPipeline``: the seed's pipeline API on the library's steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from retrain.pipeline.steps import evaluate_step, retrain_step
+from retrain.training import TrainingData, load_training_data
+from retrain.workspace import Workspace
+
+
+class AutomatedRetrainingPipeline:
+    """The seed's pipeline API on top of the library steps."""
+
+    def __init__(self, config=None, workspace: Workspace | None = None):
+        self.workspace = workspace or Workspace.open(config)
+        self._data: TrainingData | None = None
+
+    def retrain_all_models(self, models: list[str] | None = None, reason: str = "manual") -> dict[str, Any]:
+        """Train one candidate per model on the current training window and register it."""
+        ws = self.workspace
+        names = ws.model_names(models)
+        self._data = load_training_data(ws)
+        trained = retrain_step(ws, names, self._data, reason)
+        return {"success": all(t["error"] is None for t in trained.values()),
+                "models": trained, "data": self._data.summary()}
+
+    def evaluate_new_models(self, results: dict[str, Any]) -> dict[str, Any]:
+        """Compare each new candidate with its production version on the same holdout."""
+        data = self._data or load_training_data(self.workspace)
+        evaluations = evaluate_step(self.workspace, results["models"], data)
+        return {"summary": {"models_evaluated": len(evaluations),
+                            "metric": self.workspace.settings.promotion.metric},
+                "models": evaluations}
+
+    def run(self, models: list[str] | None = None, force: bool = False, reason: str = "manual",
+            check_performance: bool | None = None) -> dict[str, Any]:
+        return run_pipeline(self.workspace, models, force=force, reason=reason,
+                            check_performance=check_performance)

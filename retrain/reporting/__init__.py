@@ -1,0 +1,1 @@
+"""Renderings for people: plain-text tables, markdown, HTML bodies. Pure: no I/O."""

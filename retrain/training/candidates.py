@@ -1,0 +1,58 @@
+"""Candidates: fit a model on the training window, score its holdout, register it."""
+
+from __future__ import annotations
+
+import logging
+
+import polars as pl
+
+from retrain.data import Schema
+from retrain.drift.profile import with_holdout
+from retrain.errors import RetrainError
+from retrain.modeling import encode_target, fit_model
+from retrain.registry import ModelVersion
+from retrain.stats.metrics import compute_metrics
+from retrain.training.data import TrainingData
+from retrain.workspace import Workspace
+
+log = logging.getLogger("retrain")
+
+
+def check_production_compatible(ws: Workspace, model_name: str) -> None:
+    """The production version's features must still exist with the same type."""
+    production = ws.registry.production_version(model_name)
+    if production is not None:
+        ws.store.schema(expected=Schema.from_dict(production.feature_schema))
+
+
+def train_candidate(ws: Workspace, model_name: str, data: TrainingData,
+                    reason: str = "") -> ModelVersion:
+    """Fit ``model_name`` on the window, score its holdout, register it as a candidate."""
+    cfg = ws.settings.models[model_name]
+    target = ws.settings.data.target
+    log.info("training %s (%s) on %d rows", model_name, cfg.kind, data.train.height)
+    model = fit_model(cfg.kind, cfg.params, data.train, data.schema, target, cfg.seed)
+    y, _ = encode_target(data.holdout.get_column(target), model.classes)
+    holdout_proba = model.predict_proba(data.holdout)
+    metrics = compute_metrics(y, holdout_proba)
+    version = ws.registry.register_version(
+        model_name=model_name, model=model, train_start=data.window.start,
+        train_end=data.window.end, holdout_start=data.holdout_window.start,
+        row_count=data.train.height + data.holdout.height, holdout_rows=data.holdout.height,
+        data_fingerprint=data.fingerprint, metrics=metrics, reason=reason,
+        reference_profile=_profile_bytes(ws, data, holdout_proba, y))
+    log.info("registered %s: %s", version.version_id,
+             ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    return version
+
+
+def _profile_bytes(ws: Workspace, data: TrainingData, holdout_proba, holdout_labels) -> bytes | None:
+    """The version's drift reference profile, serialised; None (drift checks then read the
+    reference window) if it cannot be computed: a profile never stops a registration."""
+    try:
+        profile = with_holdout(data.window_profile(ws), holdout_proba, holdout_labels)
+        return profile.to_bytes()
+    except (RetrainError, ValueError, OSError, pl.exceptions.PolarsError) as exc:
+        log.warning("no drift reference profile stored (checks will read the reference "
+                    "window instead): %s", exc)
+        return None

@@ -1,0 +1,54 @@
+"""The ``retrain`` console script: the library's command line with Prefect as its orchestrator.
+
+``retrain run`` and ``retrain demo`` run the ``retraining-pipeline`` flow (on the server in
+``PREFECT_API_URL``, or a temporary local one); ``retrain approve|reject`` resume a paused
+promotion. Every other command is the library's alone: Prefect is imported only when a
+command needs it, so ``retrain --help`` and ``retrain models`` start at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from retrain.cli.main import main as library_main
+from retrain.cli.orchestrator import Orchestrator
+
+if TYPE_CHECKING:
+    from retrain.pipeline.document import RunDocument
+
+
+def prefect_env() -> None:
+    """Defaults for running flows from the command line (the user's own settings win)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "retrain")
+
+
+def run_pipeline(config: str | None, models: list[str] | None, force: bool,
+                 reason: str) -> "RunDocument":
+    prefect_env()
+    # Late: importing Prefect takes seconds, and only these two commands need it.
+    from retrain_prefect.common import quiet_user_error_tracebacks
+    from retrain_prefect.flows.pipeline import retraining_pipeline
+    if not logging.getLogger("retrain").isEnabledFor(logging.DEBUG):
+        quiet_user_error_tracebacks()
+    return retraining_pipeline(models=models, force=force, reason=reason, config=config)
+
+
+def answer_approval(run_id: str, approve: bool, actor: str, comment: str) -> str:
+    prefect_env()
+    from retrain_prefect.approval import answer  # late: see run_pipeline
+    return str(answer(run_id, approve, actor, comment))
+
+
+PREFECT = Orchestrator("prefect", run_pipeline=run_pipeline, answer_approval=answer_approval)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return library_main(argv, orchestrator=PREFECT)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""What every flow module shares: the run's workspace, events about a model, run tags, and
+the settings under which a step runs as a subflow."""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any, Iterable, Iterator
+
+from prefect.context import FlowRunContext, SettingsContext, TagsContext, get_settings_context
+from prefect.events import emit_event
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, Settings
+
+from retrain.config import find_config_path
+from retrain.errors import RetrainError
+from retrain.workspace import Workspace
+
+_SEED_SETTING_NAMES = ("DRIFT_THRESHOLD", "PSI_THRESHOLD", "MODEL_IMPROVEMENT_THRESHOLD",
+                       "RETRAINING_SCHEDULE", "PERFORMANCE_ALERT_EMAIL")
+
+
+def workspace(config: str | None) -> Workspace:
+    """The workspace of ``config`` (default: RETRAIN_CONFIG or ./retrain.toml).
+
+    Opened once per run and reused by its subflows; a changed file or environment override
+    (a long-lived process that serves many runs) opens it afresh.
+    """
+    path = find_config_path(config)
+    overrides = tuple(sorted((k, v) for k, v in os.environ.items()
+                             if (k.startswith("RETRAIN_") and "__" in k) or k in _SEED_SETTING_NAMES))
+    return _open_workspace(str(path), path.stat().st_mtime_ns, overrides)
+
+
+@lru_cache(maxsize=8)
+def _open_workspace(config_path: str, mtime_ns: int = 0,
+                    overrides: tuple[tuple[str, str], ...] = ()) -> Workspace:
+    return Workspace.open(config_path)
+
+
+def model_resource(model: str) -> dict[str, str]:
+    """The event resource of a model: automations read the model name from it."""
+    return {"prefect.resource.id": f"retrain.model.{model}", "prefect.resource.name": model}
+
+
+def emit(event: str, model: str, payload: dict[str, Any]) -> None:
+    emit_event(event=event, resource=model_resource(model), payload=payload)
+
+
+def run_tags(models: Iterable[str], reason: str) -> list[str]:
+    return [f"model:{m}" for m in models] + [f"reason:{reason}"]
+
+
+def tag_current_run(tags: list[str]) -> None:
+    """Add ``tags`` to the running flow run itself (``prefect.tags`` only reaches the runs
+    started inside it), so the dashboard can filter parent runs by model and reason."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    run = context.flow_run
+    missing = [t for t in tags if t not in run.tags]
+    if missing:
+        context.client.update_flow_run(run.id, tags=[*run.tags, *missing])
+        run.tags = [*run.tags, *missing]  # events emitted from now on carry them too
+
+
+@contextmanager
+def step_settings() -> Iterator[None]:
+    """Settings for the subflows of a parent flow: no heartbeats of their own.
+
+    A synchronous flow joins its heartbeat thread when it ends, which costs up to a second
+    per flow. Subflows run in the parent's process, so the parent's heartbeats already show
+    whether that process is alive: crash detection (retrain_prefect.automations) loses nothing.
+    """
+    context = get_settings_context()
+    with SettingsContext(profile=context.profile, settings=_without_heartbeats(context.settings)):
+        yield
+
+
+_derived: tuple[Settings, Settings] | None = None  # (settings, the same without heartbeats)
+
+
+def _without_heartbeats(settings: Settings) -> Settings:
+    # Deriving settings validates the whole model (a tenth of a second or more): once per
+    # settings object (a profile, a test harness) is enough.
+    global _derived
+    if _derived is None or _derived[0] is not settings:
+        _derived = (settings, settings.copy_with_update(
+            updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
+    return _derived[1]
+
+
+@contextmanager
+def untagged() -> Iterator[None]:
+    """Run tasks without the ``prefect.tags`` of the surrounding block.
+
+    A tagged task run first acquires a concurrency slot for each tag: one more API call, and
+    on a SQLite-backed server it is often answered 503 (database busy) and retried after
+    two seconds. Our tasks run inside a parent flow run that carries the tags.
+    """
+    with TagsContext(current_tags=set()):
+        yield
+
+
+class _UserErrorTracebacks(logging.Filter):
+    """Drop console records that carry a RetrainError: the CLI prints it as one line, and a
+    user's mistake must not look like a crash. The dashboard (API log handler) keeps them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, RetrainError)
+
+
+def quiet_user_error_tracebacks() -> None:
+    """Install the filter on Prefect's console handlers (configured when prefect is imported)."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not any(
+                isinstance(f, _UserErrorTracebacks) for f in handler.filters):
+            handler.addFilter(_UserErrorTracebacks())
+
+
+def notifier(ws: Workspace):
+    """The workspace's NotificationService, with the SMTP password from the Prefect Secret
+    block named by ``[notifications] smtp_password_block`` when one is configured (otherwise
+    the library reads the environment variable ``smtp_password_env``)."""
+    from retrain.notify import NotificationService
+    block = ws.settings.notifications.smtp_password_block
+    password = None
+    if block:
+        from prefect.blocks.system import Secret
+        password = Secret.load(block).get()
+    return NotificationService(workspace=ws, smtp_password=password)

@@ -1,0 +1,1 @@
+"""retrain's Prefect flows."""

@@ -1,0 +1,159 @@
+"""The drift check of a workspace: the stored reference profile gives the numbers recomputing
+gives, older versions fall back, label and prediction drift are separate, reports and events,
+and the ``retrain drift`` command."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
+
+import pytest
+
+from conftest import SMALL
+from retrain.cli import main
+from retrain.demo import append_drifted_month, write_workspace
+from retrain.drift.check import check_drift, drift_event, table_artifact_rows
+from retrain.pipeline import run_pipeline
+from retrain.triggers import RetrainingTriggers
+from retrain.workspace import Workspace
+
+MODEL = "lightgbm"
+
+
+@pytest.fixture(scope="module")
+def drifted(tmp_path_factory):
+    """lightgbm bootstrapped on four stable months, then a drifted month appended."""
+    directory = tmp_path_factory.mktemp("drift") / "ws"
+    config = write_workspace(directory, **SMALL)
+    ws = Workspace.open(config)
+    ws.settings.drift.save_reports = False
+    run_pipeline(ws, models=[MODEL])
+    append_drifted_month(directory, index=SMALL["months"], rows=2000)
+    return config
+
+
+def open_ws(config, **drift) -> Workspace:
+    ws = Workspace.open(config)
+    ws.settings.drift.save_reports = False
+    for key, value in drift.items():
+        setattr(ws.settings.drift, key, value)
+    return ws
+
+
+def parts(check) -> dict:
+    d = check.as_dict()
+    return {"features": d["table"], "label": d["label_drift"]["table"],
+            "prediction": d["prediction_drift"]["table"]}
+
+
+def test_profile_gives_the_numbers_recomputing_gives(drifted):
+    ws = open_ws(drifted)
+    production = ws.registry.production_version(MODEL)
+    assert ws.registry.load_reference_profile(production) is not None
+    from_profile = check_drift(ws, MODEL)
+    recomputed = check_drift(ws, MODEL, use_profile=False)
+    assert (from_profile.reference, recomputed.reference) == ("profile", "window")
+    assert parts(from_profile) == parts(recomputed)
+    assert from_profile.result.table().equals(recomputed.result.table())
+
+
+def test_a_version_without_a_profile_reads_its_window(workspace, monkeypatch, drift_month):
+    import retrain.training.candidates
+    monkeypatch.setattr(retrain.training.candidates, "_profile_bytes", lambda *a, **k: None)
+    workspace.settings.drift.save_reports = False
+    run_pipeline(workspace, models=[MODEL])
+    production = workspace.registry.production_version(MODEL)
+    assert workspace.registry.load_reference_profile(production) is None
+    drift_month(workspace)
+    check = check_drift(workspace, MODEL)
+    assert check.reference == "window" and check.detected
+    assert check.as_dict()["prediction_drift"]["table"]  # holdout predicted again
+
+
+def test_a_changed_sampling_bound_ignores_the_profile(drifted):
+    ws = open_ws(drifted, max_rows=500)
+    check = check_drift(ws, MODEL)
+    assert check.reference == "window" and check.result.reference_rows == 500
+
+
+def test_label_and_prediction_drift_are_reported_apart_and_trigger_only_when_asked(drifted):
+    ws = open_ws(drifted)
+    check = check_drift(ws, MODEL).as_dict()
+    assert check["triggered_by"] == ["features"] and check["detected"]
+    for part, feature in (("label_drift", "defaulted"), ("prediction_drift", "prediction")):
+        assert {r["feature"] for r in check[part]["table"]} == {feature}
+        assert feature not in check["drifted_features"]
+    assert check["prediction_drift"]["detected"]  # the drifted month moves the scores
+    only_predictions = check_drift(open_ws(drifted, trigger_on=["prediction"]), MODEL)
+    assert only_predictions.detected and only_predictions.triggered_by == ["prediction"]
+    assert only_predictions.drifted_features  # feature drift is still reported
+    nothing = check_drift(open_ws(drifted, trigger_on=[]), MODEL)
+    assert not nothing.detected
+
+
+def test_reports_and_event_payloads(drifted):
+    ws = open_ws(drifted)
+    check = check_drift(ws, MODEL, save_reports=True)
+    files = check.reports
+    assert files.directory.parent == ws.settings.resolve(".retrain/reports") / MODEL
+    assert files.html.read_text().lstrip().lower().startswith("<!doctype html")
+    snapshot = json.loads(files.snapshot.read_text())
+    assert any("ValueDrift" in m["config"]["type"] for m in snapshot["metrics"])
+    saved = json.loads(files.result.read_text())
+    assert saved["table"] == check.as_dict()["table"]
+
+    result = check.as_dict()
+    assert result["report"]["html"] == str(files.html)
+    name, payload = drift_event(result)
+    assert name == "retrain.drift.detected"
+    assert payload["drifted_features"] == result["drifted_features"]
+    assert payload["decision"]["rule"] == "bh" and payload["decision"]["alpha"] == 0.05
+    drifted_values = {d["feature"]: d["values"] for d in payload["drifted"]}
+    assert set(drifted_values) == set(result["drifted_features"])
+    assert all("ks" in v or "chi2_homogeneity" in v for v in drifted_values.values())
+    assert payload["report_html"] == str(files.html)
+    json.dumps(payload)  # an event payload must be JSON
+    rows = table_artifact_rows(result)
+    assert {r["part"] for r in rows} == {"features", "label", "prediction"}
+    assert drift_event({**result, "detected": False})[0] == "retrain.drift.checked"
+
+
+def test_should_retrain_uses_the_engine(drifted):
+    ws = open_ws(drifted)
+    retrain, info = RetrainingTriggers(workspace=ws).should_retrain(
+        check_drift=True, check_volume=True, check_performance=True, models=[MODEL])
+    entry = info["models"][MODEL]
+    assert retrain and "drift" in entry["reasons"] and "performance" in entry["reasons"]
+    assert entry["drift"]["decision"] == "bh" and entry["drift"]["table"]
+    assert entry["performance"]["significant"] is True
+
+
+def call(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        rc = main([str(a) for a in argv])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_cli_exit_status_table_and_html(drifted, tmp_path, monkeypatch):
+    monkeypatch.setenv("RETRAIN_DRIFT__SAVE_REPORTS", "false")
+    rc, out, err = call("--config", drifted, "drift", "--model", MODEL, "--json")
+    assert rc == 1, err
+    doc = json.loads(out)
+    assert doc["detected"] is True and doc["models"][MODEL]["table"]
+    html = tmp_path / "out" / "drift.html"
+    rc, out, _ = call("--config", drifted, "drift", "--model", MODEL, "--html", html)
+    assert rc == 1 and "DRIFT DETECTED" in out and "threshold" in out and "[prediction]" in out
+    assert html.is_file() and html.stat().st_size > 10_000
+    rc, _, err = call("--config", drifted, "drift", "--model", "nope")
+    assert rc == 2 and "unknown model 'nope'" in err
+
+
+def test_cli_exit_status_without_drift(workspace):
+    workspace.settings.drift.save_reports = False
+    run_pipeline(workspace, models=[MODEL])
+    config = workspace.settings.base_dir / "retrain.toml"
+    rc, out, err = call("--config", config, "drift", "--model", MODEL)
+    assert rc == 0, err
+    assert "no drift" in out and "no rows newer" in out
