@@ -43,14 +43,13 @@ for key in [k for k in os.environ if k.startswith("RETRAIN_")]:
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import retrain.pipeline as steps  # noqa: E402
 from retrain.demo import append_drifted_month, write_workspace  # noqa: E402
+from retrain.pipeline import run_pipeline, steps  # noqa: E402
 from retrain.workspace import Workspace  # noqa: E402
 
-# The library work of a run: what both variants call (the flows call them through the module).
-STEP_NAMES = ("flush_notifications_step", "drift_step", "volume_step", "performance_step",
-              "summarize_triggers", "plan_retraining", "skip_step", "load_training_data",
-              "retrain_step", "evaluate_step", "deploy_step", "run_document", "notify_step")
+# The library work of a run: its steps, which both variants call through retrain.pipeline.run
+# (the direct runner as plain calls, the Prefect runner inside subflows and tasks).
+STEP_NAMES = [name for name, value in vars(steps).items() if hasattr(value, "step")]
 _step_seconds = 0.0
 
 
@@ -100,16 +99,15 @@ def instrument() -> None:
     for handler in logging.getLogger().handlers + logging.getLogger("prefect").handlers:
         if handler.level < logging.INFO:  # ...which the console shows no more than before
             handler.setLevel(logging.INFO)
-    for name in STEP_NAMES:
+    for name in STEP_NAMES:  # functools.wraps keeps each step's mark
         setattr(steps, name, _timed(getattr(steps, name)))
-    retrain_prefect.flows.pipeline.load_training_data = steps.load_training_data
 
 
-def run_direct(config: Path, reason: str) -> dict:
-    return steps.run_pipeline(Workspace.open(config), reason=reason)
+def run_direct(config: Path, reason: str):
+    return run_pipeline(Workspace.open(config), reason=reason)
 
 
-def run_prefect(config: Path, reason: str) -> dict:
+def run_prefect(config: Path, reason: str):
     from retrain_prefect.flows.pipeline import retraining_pipeline
     return retraining_pipeline(config=str(config), reason=reason)
 
@@ -127,8 +125,8 @@ def demo(run, directory: Path) -> tuple[float, float]:
     started = time.perf_counter()
     second = run(config, "schedule")
     elapsed += time.perf_counter() - started
-    assert {m["decision"] for m in first["models"].values()} == {"bootstrapped"}, first["models"]
-    assert second["triggers"]["drift"]["detected"], "the drifted month was not detected"
+    assert {m.decision for m in first.models.values()} == {"bootstrapped"}, first.models
+    assert second.triggers.drift.detected, "the drifted month was not detected"
     return elapsed, _step_seconds
 
 

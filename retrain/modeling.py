@@ -115,6 +115,8 @@ def fit_model(kind: str, params: dict[str, Any], train: pl.DataFrame, schema: Sc
     y, classes = encode_target(train.get_column(target))
     cat_idx = [i for i, c in enumerate(schema.features) if c in schema.categorical]
     try:
+        # Late: each kind imports its own library, which takes seconds; loading a model
+        # of another kind, or naming kinds, needs none of them.
         if kind == "random_forest":
             from sklearn.ensemble import RandomForestClassifier
             est = RandomForestClassifier(random_state=seed, **params).fit(X, y)

@@ -18,8 +18,9 @@ from prefect.flow_runs import pause_flow_run, resume_flow_run
 from prefect.input import RunInput
 
 from retrain.errors import RetrainError
+from retrain.evaluation.results import Evaluation
+from retrain.promotion.approval import Approval, Approver
 from retrain.reporting.evaluation import evaluation_markdown
-from retrain.promotion import Approval, Approver
 
 
 class PromotionApproval(RunInput):
@@ -30,11 +31,11 @@ class PromotionApproval(RunInput):
     approver: str = ""
 
 
-def _description(evaluation: dict, reason: str) -> str:
-    return (f"## Approve promotion of {evaluation['candidate_version']}?\n\n"
-            f"Replaces **{evaluation.get('production_version') or 'nothing'}** in production "
-            f"for model **{evaluation['model']}**.\n\n**Why:** {reason}\n\n"
-            f"{evaluation_markdown({evaluation['model']: evaluation})}\n\n"
+def _description(evaluation: Evaluation, reason: str) -> str:
+    return (f"## Approve promotion of {evaluation.candidate_version}?\n\n"
+            f"Replaces **{evaluation.production_version or 'nothing'}** in production "
+            f"for model **{evaluation.model}**.\n\n**Why:** {reason}\n\n"
+            f"{evaluation_markdown({evaluation.model: evaluation})}\n\n"
             "Set `approve` and add a comment; `retrain approve RUN_ID` and "
             "`retrain reject RUN_ID --reason ...` do the same from a terminal.")
 
@@ -44,11 +45,11 @@ def prefect_approver(timeout_hours: float) -> Approver:
     timeout = max(1, int(timeout_hours * 3600))
     poll = int(os.environ.get("RETRAIN_APPROVAL_POLL_SECONDS", "10"))
 
-    def ask(evaluation: dict, reason: str) -> Approval:
+    def ask(evaluation: Evaluation, reason: str) -> Approval:
         form = PromotionApproval.with_initial_data(description=_description(evaluation, reason))
         try:
             answer = pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=poll,
-                                    key=f"approve-{evaluation['candidate_version']}")
+                                    key=f"approve-{evaluation.candidate_version}")
         except FlowPauseTimeout:
             return Approval(False, "timeout", f"no answer within {timeout_hours:g} h")
         return Approval(bool(answer.approve), answer.approver or "dashboard", answer.comment)

@@ -43,31 +43,18 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import StateType
 from prefect.events.actions import CallWebhook, ChangeFlowRunState, RunDeployment
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
-from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 from prefect.exceptions import ObjectNotFound
 
 from retrain.config import find_config_path, load_config
 from retrain.errors import ConfigError
+from retrain_prefect.deployments import (ENTRY_FLOWS, FAILURE_ALERT_DEPLOYMENT, FAILURE_ALERT_FLOW,
+                                         PIPELINE_DEPLOYMENT, pipeline_triggers)
 
-PIPELINE_FLOW = "retraining-pipeline"
-PIPELINE_DEPLOYMENT = f"{PIPELINE_FLOW}/monthly"
-DRIFT_CHECK_FLOW = "drift-check"
-DRIFT_CHECK_DEPLOYMENT = f"{DRIFT_CHECK_FLOW}/daily"
-FAILURE_ALERT_FLOW = "failure-alert"
-FAILURE_ALERT_DEPLOYMENT = f"{FAILURE_ALERT_FLOW}/notify"
-# The flows people and schedules start (a failing subflow fails its parent too); a new entry
-# flow belongs here. Never FAILURE_ALERT_FLOW: its failure would alert about itself.
-ENTRY_FLOWS = [PIPELINE_FLOW, DRIFT_CHECK_FLOW, "rollback-model", "rollout-advance",
-               "start-ab-test", "ab-test-status", "end-ab-test", "start-rollout", "control-rollout"]
 WEBHOOK_BLOCK = "retrain-failure-webhook"
 FAILURE_AUTOMATION = "retrain: notify on failed or crashed run"  # the webhook
 EMAIL_AUTOMATION = "retrain: email on failed or crashed run"
 CRASH_AUTOMATION = "retrain: mark runs without heartbeats crashed"
 CRASHED_AFTER = timedelta(minutes=10)
-
-# The model named by the event's resource: its name label, else the id's suffix. Rendered by
-# the server when the automation fires (a single expression keeps its JSON type).
-MODEL_FROM_EVENT = "{{ (event.resource.name or event.resource.id | replace('retrain.model.', '')) }}"
 
 # The webhook's body: JSON, rendered by the server with the run that failed; "text" makes it
 # readable by Slack-compatible receivers (like [notifications] webhook_url).
@@ -97,28 +84,6 @@ FAILURE_ALERT_PARAMETERS = {
     "state": "{{ event.resource['prefect.state-name'] }}",
     "message": "{{ (event.resource.get('prefect.state-message') or '')[:4000] }}",
 }
-
-
-def model_event_trigger(event: str, reason: str) -> DeploymentEventTrigger:
-    """Run the pipeline deployment for the model of each ``event``, with ``reason``."""
-    return DeploymentEventTrigger(
-        name=f"retrain on {reason}",
-        description=f"{event} for retrain.model.<name> runs the pipeline for that model "
-                    f"with reason {reason!r}.",
-        expect={event},
-        match={"prefect.resource.id": "retrain.model.*"},
-        for_each={"prefect.resource.id"},
-        posture=Posture.Reactive,
-        threshold=1,
-        within=timedelta(0),
-        parameters={"models": [MODEL_FROM_EVENT], "reason": reason},
-    )
-
-
-def pipeline_triggers() -> list[DeploymentEventTrigger]:
-    """The triggers of ``retraining-pipeline/monthly`` (prefect.yaml declares the same)."""
-    return [model_event_trigger("retrain.drift.detected", "drift"),
-            model_event_trigger("retrain.volume.threshold-met", "volume")]
 
 
 def failed_or_crashed_run() -> EventTrigger:

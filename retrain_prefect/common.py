@@ -7,14 +7,16 @@ import logging
 import os
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
+from prefect.blocks.system import Secret
 from prefect.context import FlowRunContext, SettingsContext, TagsContext, get_settings_context
-from prefect.events import emit_event
+from prefect.logging.handlers import PrefectConsoleHandler
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, Settings
 
 from retrain.config import find_config_path
 from retrain.errors import RetrainError
+from retrain.notify.service import NotificationService
 from retrain.workspace import Workspace
 
 _SEED_SETTING_NAMES = ("DRIFT_THRESHOLD", "PSI_THRESHOLD", "MODEL_IMPROVEMENT_THRESHOLD",
@@ -37,15 +39,6 @@ def workspace(config: str | None) -> Workspace:
 def _open_workspace(config_path: str, mtime_ns: int = 0,
                     overrides: tuple[tuple[str, str], ...] = ()) -> Workspace:
     return Workspace.open(config_path)
-
-
-def model_resource(model: str) -> dict[str, str]:
-    """The event resource of a model: automations read the model name from it."""
-    return {"prefect.resource.id": f"retrain.model.{model}", "prefect.resource.name": model}
-
-
-def emit(event: str, model: str, payload: dict[str, Any]) -> None:
-    emit_event(event=event, resource=model_resource(model), payload=payload)
 
 
 def run_tags(models: Iterable[str], reason: str) -> list[str]:
@@ -114,21 +107,18 @@ class _UserErrorTracebacks(logging.Filter):
 
 def quiet_user_error_tracebacks() -> None:
     """Install the filter on Prefect's console handlers (configured when prefect is imported)."""
-    from prefect.logging.handlers import PrefectConsoleHandler
     for handler in logging.getLogger().handlers:
         if isinstance(handler, PrefectConsoleHandler) and not any(
                 isinstance(f, _UserErrorTracebacks) for f in handler.filters):
             handler.addFilter(_UserErrorTracebacks())
 
 
-def notifier(ws: Workspace):
+def notifier(ws: Workspace) -> NotificationService:
     """The workspace's NotificationService, with the SMTP password from the Prefect Secret
     block named by ``[notifications] smtp_password_block`` when one is configured (otherwise
     the library reads the environment variable ``smtp_password_env``)."""
-    from retrain.notify import NotificationService
     block = ws.settings.notifications.smtp_password_block
     password = None
     if block:
-        from prefect.blocks.system import Secret
         password = Secret.load(block).get()
     return NotificationService(workspace=ws, smtp_password=password)

@@ -9,17 +9,18 @@ model's history across runs. Prefect allows lowercase letters, digits and dashes
 from __future__ import annotations
 
 import re
-from typing import Any
-from uuid import UUID
+from pathlib import Path
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.utilities.urls import url_for
 
-from retrain.pipeline.report_files import run_label, write_model_reports
+from retrain.pipeline.context import RunContext
+from retrain.pipeline.document import RunDocument
+from retrain.pipeline.report_files import RunReports
 from retrain.reporting.model import (drift_markdown, drift_report_links, metric_rows,
                                      model_summary_markdown)
 from retrain.reporting.run import run_summary_markdown
-from retrain.workspace import Workspace
+from retrain.triggers.report import TriggerReport
 
 RUN_SUMMARY_KEY = "retraining-summary"
 
@@ -33,18 +34,19 @@ def artifact_key(kind: str, model: str) -> str:
 
 # Publishing ---------------------------------------------------------------------------------
 
-def publish_run(ws: Workspace, document: dict[str, Any], pipeline_run_id: UUID | None) -> None:
-    """The run's artifacts: a summary of all models, and per model a summary, the
-    candidate-vs-production metrics table and a link to the report."""
+def publish_run(context: RunContext, reports: RunReports, document: RunDocument) -> None:
+    """The run's artifacts (the ``send-notifications`` step's publisher): a summary of all
+    models, and per model a summary, the candidate-vs-production metrics table and a link to
+    its report file."""
     create_markdown_artifact(key=RUN_SUMMARY_KEY, markdown=run_summary_markdown(document),
                              description="What the retraining run found and decided, all models")
-    run_url = url_for("flow-run", obj_id=pipeline_run_id) if pipeline_run_id else None
-    label = run_label(document, pipeline_run_id)
-    for name, entry in document["models"].items():
-        files = write_model_reports(ws, document, name, label)
-        links = [("report (markdown)", files["markdown"].as_uri()),
-                 ("run document (JSON)", files["json"].as_uri()),
-                 *drift_report_links(document["triggers"]["drift"]["models"][name])]
+    run_url = url_for("flow-run", obj_id=context.run_id) if context.run_id else None
+    for name, entry in document.models.items():
+        files = reports.files[name]
+        markdown_uri = Path(files.markdown).as_uri()
+        links = [("report (markdown)", markdown_uri),
+                 ("run document (JSON)", Path(files.json_document).as_uri()),
+                 *drift_report_links(document.triggers.drift.models[name])]
         if run_url:
             links.append(("this run in Prefect", run_url))
         create_markdown_artifact(key=artifact_key("summary", name),
@@ -53,16 +55,16 @@ def publish_run(ws: Workspace, document: dict[str, Any], pipeline_run_id: UUID |
         rows = metric_rows(entry)
         if rows:
             create_table_artifact(key=artifact_key("metrics", name), table=rows,
-                                  description=f"{name}: candidate {entry['candidate_version']} vs "
-                                              f"production {entry['production_version_before'] or '-'}")
-        create_link_artifact(key=artifact_key("report", name), link=files["markdown"].as_uri(),
-                             link_text=f"{name} report ({document['reason']}, {entry['decision']})",
+                                  description=f"{name}: candidate {entry.candidate_version} vs "
+                                              f"production {entry.production_version_before or '-'}")
+        create_link_artifact(key=artifact_key("report", name), link=markdown_uri,
+                             link_text=f"{name} report ({document.reason}, {entry.decision})",
                              description=f"Report file of {name} for this run")
 
 
-def publish_checks(drift: dict[str, dict], volume: dict[str, dict]) -> None:
+def publish_checks(checks: TriggerReport) -> None:
     """The drift-check run's artifacts: per model, the drift table and the volume count."""
-    for name in drift:
+    for name, check in checks.drift.items():
         create_markdown_artifact(key=artifact_key("drift", name),
-                                 markdown=drift_markdown(name, drift[name], volume[name]),
+                                 markdown=drift_markdown(check.summary(), checks.volume[name]),
                                  description=f"{name}: drift and volume of the newest data")

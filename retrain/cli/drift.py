@@ -23,32 +23,27 @@ def cmd_drift(args: argparse.Namespace) -> int:
                                    save_reports=True if args.html else None)
     if args.html:
         _copy_html_reports(args.html, checks)
-    results = {n: c.as_dict() for n, c in checks.items()}
-    detected = any(r["detected"] for r in results.values())
+    results = {n: c.summary() for n, c in checks.items()}
+    detected = any(r.detected for r in results.values())
     if args.json:
-        print_json({"detected": detected, "models": results})
+        print_json({"detected": detected, "models": {n: r.to_dict() for n, r in results.items()}})
         return 1 if detected else 0
     for name, r in results.items():
-        rule = r.get("decision") or ""
-        print(f"{name}: {'DRIFT DETECTED' if r['detected'] else 'no drift'} "
-              f"({len(r['drifted_features'])} drifted features, share {r['share']:.2f}"
+        rule = r.decision or ""
+        print(f"{name}: {'DRIFT DETECTED' if r.detected else 'no drift'} "
+              f"({len(r.drifted_features)} drifted features, share {r.share:.2f}"
               f"{', rule ' + rule if rule else ''})"
-              f"{' - ' + r['note'] if r['note'] else ''}")
-        rows = [[t["feature"], t["method"], f"{t['value']:.4g}", f"{t['threshold']:.4g}",
-                 "yes" if t["drifted"] else "no"] for t in r.get("table", [])]
-        for part in ("label_drift", "prediction_drift"):
-            info = r.get(part) or {}
-            rows += [[f"[{part.split('_')[0]}] {t['feature']}", t["method"], f"{t['value']:.4g}",
-                      f"{t['threshold']:.4g}", "yes" if t["drifted"] else "no"]
-                     for t in info.get("table", [])]
+              f"{' - ' + r.note if r.note else ''}")
+        rows = [[t.feature if part == "features" else f"[{part}] {t.feature}", t.method,
+                 f"{t.value:.4g}", f"{t.threshold:.4g}", "yes" if t.drifted else "no"]
+                for part, t in r.parts_tables()]
         if rows:
             print(text_table(["feature", "method", "value", "threshold", "drifted"], rows))
-        for part in ("label_drift", "prediction_drift"):
-            info = r.get(part) or {}
-            if info.get("note"):
-                print(f"  {part.replace('_', ' ')}: {info['note']}")
-        if r.get("report") and r["report"].get("html"):
-            print(f"  report: {r['report']['html']}")
+        for part, info in (("label drift", r.label_drift), ("prediction drift", r.prediction_drift)):
+            if info is not None and info.note:
+                print(f"  {part}: {info.note}")
+        if r.report is not None and r.report.html:
+            print(f"  report: {r.report.html}")
     return 1 if detected else 0
 
 

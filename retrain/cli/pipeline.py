@@ -7,19 +7,20 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from retrain.cli.orchestrator import Orchestrator, require
 from retrain.cli.output import print_json
 from retrain.errors import RetrainError
+from retrain.pipeline.reasons import REASONS
+
+if TYPE_CHECKING:
+    from retrain.pipeline.document import RunDocument
 
 log = logging.getLogger("retrain")
 DEMO_MARKER = ".retrain-demo"
-REASONS = ("schedule", "drift", "volume", "performance", "manual")
-
-
 def run_pipeline(args: argparse.Namespace, config: str | None, models: list[str] | None,
-                 force: bool, reason: str) -> dict[str, Any]:
+                 force: bool, reason: str) -> "RunDocument":
     """One run: the orchestrator's (the default), or the library's own with ``--local``."""
     if args.engine == "local":
         from retrain.pipeline import run_pipeline as run_locally
@@ -35,10 +36,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from retrain.reporting.run import run_summary_text
     document = run_pipeline(args, args.config, args.model, args.force, args.reason)
     if args.json:
-        print_json(document)
+        print_json(document.to_dict())
     else:
         print(run_summary_text(document))
-    return 0 if document["success"] else 1
+    return 0 if document.success else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -65,7 +66,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("\n== Run 1: bootstrap ==\n" + run_summary_text(first))
     print("\n== Run 2: after the drift ==\n" + run_summary_text(second))
     print(f"\nDone in {time.monotonic() - started:.0f}s. Next: cd {args.workspace} && retrain models")
-    return 0 if first["success"] and second["success"] else 1
+    return 0 if first.success and second.success else 1
 
 
 def _engine_flag(p: argparse.ArgumentParser) -> None:

@@ -64,21 +64,30 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
+    """Exit status 1 when the smoke check undid the switch."""
+    from retrain.promotion.decisions import promote_by_hand
     from retrain.workspace import Workspace
-    ws = Workspace.open(args.config)
-    version = ws.registry.get_version(args.version)
-    version = ws.registry.promote(version.version_id, reason=args.reason or "manual promotion",
-                                  details={"override": args.force, "manual": True})
-    print(f"{version.version_id} is now production for {version.model_name}")
+    result = promote_by_hand(Workspace.open(args.config), args.version, reason=args.reason or "",
+                             force=args.force)
+    if result.outcome == "undone":
+        print(f"{result.version_id} was not kept: {result.reason}; production of "
+              f"{result.model} is {result.previous or 'none'}")
+        return 1
+    print(f"{result.version_id} is now production for {result.model}")
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from retrain.promotion import rollback_model
+    """Exit status 1 when the smoke check undid the rollback."""
+    from retrain.promotion.decisions import rollback_model
     from retrain.workspace import Workspace
     ws = Workspace.open(args.config)
     ws.model_names([args.model])
     result = rollback_model(ws, args.model, to=args.to, reason=args.reason or "")
+    if result["outcome"] == "undone":
+        print(f"the rollback of {args.model} was undone: {result['reason']}; production is "
+              f"{result['production_version'] or 'none'}")
+        return 1
     print(f"{result['production_version']} is production again for {args.model} "
           f"(was {result['rolled_back_from'] or 'none'})")
     return 0

@@ -21,12 +21,15 @@ import polars as pl
 
 from retrain.config import DriftConfig
 from retrain.data import Schema, validate_frame
-from retrain.drift import DriftReport, compute_drift, detect_drift
+from retrain.drift.compute import DriftReport, compute_drift, detect_drift
+from retrain.drift.profile import ReferenceProfile, sample_rows, window_profile, with_holdout
 from retrain.drift.report_files import DriftReportFiles, report_directory, write_reports
+from retrain.drift.results import (DriftedFeature, DriftPart, FeatureRow, MethodRow, ModelDrift,
+                                   ReportFiles)
 from retrain.errors import RetrainError
 from retrain.modeling import encode_target
-from retrain.drift.profile import ReferenceProfile, sample_rows, window_profile, with_holdout
 from retrain.registry import ModelVersion
+from retrain.registry.registry import CURRENT
 from retrain.workspace import Workspace
 
 log = logging.getLogger("retrain")
@@ -34,12 +37,20 @@ log = logging.getLogger("retrain")
 PREDICTION = "prediction"
 
 
-def _part(report: DriftReport | None, note: str) -> dict[str, Any]:
+def _rows(report: DriftReport) -> list[MethodRow]:
+    return [MethodRow(**row) for row in report.table_rows()]
+
+
+def _drifted(report: DriftReport) -> list[DriftedFeature]:
+    return [DriftedFeature(**row) for row in report.drifted_values()]
+
+
+def _part(report: DriftReport | None, note: str) -> DriftPart:
     if report is None:
-        return {"detected": False, "note": note}
-    return {"detected": report.detected, "note": note, "table": report.table_rows(),
-            "drifted": report.drifted_values(), "reference_rows": report.reference_rows,
-            "current_rows": report.current_rows, "decision": report.decision}
+        return DriftPart(detected=False, note=note)
+    return DriftPart(detected=report.detected, note=note, table=_rows(report),
+                     drifted=_drifted(report), reference_rows=report.reference_rows,
+                     current_rows=report.current_rows, decision=report.decision)
 
 
 @dataclass
@@ -58,20 +69,26 @@ class DriftCheck:
     triggered_by: list[str] = field(default_factory=list)  # features | label | prediction
     reports: DriftReportFiles | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"model": self.model, "detected": self.detected,
-                               "drifted_features": self.drifted_features, "share": self.share,
-                               "note": self.note, "triggered_by": list(self.triggered_by)}
-        if self.result is not None:
-            r = self.result
-            out.update(features=r.feature_rows(), table=r.table_rows(), drifted=r.drifted_values(),
-                       reference_rows=r.reference_rows, current_rows=r.current_rows,
-                       thresholds=r.thresholds, methods=list(r.methods), decision=r.decision,
-                       reference=self.reference)
-            out["label_drift"] = _part(self.label, self.label_note)
-            out["prediction_drift"] = _part(self.prediction, self.prediction_note)
-        out["report"] = None if self.reports is None else self.reports.as_dict()
+    def summary(self) -> ModelDrift:
+        """The check as a record (the run document's ``triggers.drift.models[name]``)."""
+        out = ModelDrift(model=self.model, detected=self.detected,
+                         drifted_features=list(self.drifted_features), share=self.share,
+                         note=self.note, triggered_by=list(self.triggered_by),
+                         report=None if self.reports is None
+                         else ReportFiles(**self.reports.as_dict()))
+        r = self.result
+        if r is not None:
+            out = out.model_copy(update=dict(
+                features=[FeatureRow(**row) for row in r.feature_rows()], table=_rows(r),
+                drifted=_drifted(r), reference_rows=r.reference_rows,
+                current_rows=r.current_rows, thresholds=dict(r.thresholds),
+                methods=list(r.methods), decision=r.decision, reference=self.reference or None,
+                label_drift=_part(self.label, self.label_note),
+                prediction_drift=_part(self.prediction, self.prediction_note)))
         return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.summary().to_dict()
 
 
 # The reference --------------------------------------------------------------------------
@@ -79,7 +96,8 @@ class DriftCheck:
 def load_profile(ws: Workspace, version: ModelVersion) -> ReferenceProfile | None:
     """The version's stored profile if it matches the current ``[drift]`` sampling, else None."""
     try:
-        profile = ws.registry.load_reference_profile(version)
+        data = ws.registry.load_profile_bytes(version)
+        profile = None if data is None else ReferenceProfile.from_bytes(data)
     except RetrainError as exc:
         log.warning("%s: reference profile unusable (%s); reading the reference window",
                     version.version_id, exc)
@@ -143,16 +161,18 @@ def _prediction_drift(ws: Workspace, version: ModelVersion, profile: ReferencePr
 # The check ------------------------------------------------------------------------------
 
 def check_drift(ws: Workspace, model_name: str, cache: dict[tuple, Any] | None = None, *,
-                use_profile: bool = True, save_reports: bool | None = None) -> DriftCheck:
+                use_profile: bool = True, save_reports: bool | None = None,
+                production=CURRENT) -> DriftCheck:
     """Feature, label and prediction drift of ``model_name``'s production version.
 
     Models whose production versions share a training window and features share the feature
     and label results (and the rendered report) through ``cache``. ``save_reports`` (default
     ``[drift] save_reports``) writes the report files; ``use_profile=False`` ignores stored
-    profiles and reads the reference window.
+    profiles and reads the reference window. ``production``: the model's production version
+    as the run read it (default: now).
     """
     cfg = ws.settings.drift
-    production = ws.registry.production_version(model_name)
+    production = ws.registry.production_of(model_name, production)
     if production is None:
         return DriftCheck(model_name, False, note="no production version yet")
     schema = Schema.from_dict(production.feature_schema)
@@ -200,35 +220,3 @@ def _rule(cfg: DriftConfig) -> str:
     if cfg.decision == "share":
         return f"share rule, threshold {cfg.drift_share:.2f}"
     return f"{'Benjamini-Hochberg' if cfg.decision == 'bh' else 'Bonferroni'} at alpha {cfg.alpha}"
-
-
-# What the orchestrator publishes ---------------------------------------------------------
-
-def drift_event(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The event for one check result (``DriftCheck.as_dict()``): ``retrain.drift.detected``
-    when drift was found, else ``retrain.drift.checked``; the payload has the numbers."""
-    name = "retrain.drift.detected" if result["detected"] else "retrain.drift.checked"
-    thresholds = result.get("thresholds") or {}
-    payload = {
-        "model": result["model"], "detected": result["detected"],
-        "drifted_features": result["drifted_features"], "drifted": result.get("drifted", []),
-        "share": result["share"], "methods": result.get("methods"),
-        "decision": {"rule": result.get("decision"), **thresholds},
-        "thresholds": thresholds, "triggered_by": result.get("triggered_by", []),
-        "reference_rows": result.get("reference_rows"), "current_rows": result.get("current_rows"),
-        "note": result.get("note", ""),
-        "label_drift": {k: v for k, v in (result.get("label_drift") or {}).items() if k != "table"},
-        "prediction_drift": {k: v for k, v in (result.get("prediction_drift") or {}).items()
-                             if k != "table"},
-        "report_html": (result.get("report") or {}).get("html"),
-    }
-    return name, payload
-
-
-def table_artifact_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """The per-feature table (feature, method, value, threshold, drifted) of a check result,
-    followed by the label and prediction rows, each tagged with its part."""
-    rows = [{"part": "features", **r} for r in result.get("table", [])]
-    for part in ("label_drift", "prediction_drift"):
-        rows += [{"part": part.split("_")[0], **r} for r in (result.get(part) or {}).get("table", [])]
-    return rows

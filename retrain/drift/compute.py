@@ -35,11 +35,12 @@ import polars as pl
 
 from retrain.config import DriftConfig
 from retrain.data import Schema, dtype_family
-from retrain.stats.drift import (CategoricalSample, NumericSample, categorical_sample,
-                                 chi2_homogeneity_pvalue, evidently_supports, evidently_test,
-                                 ks_pvalue, numeric_sample, psi, psi_quantile, sample_to_pandas)
-from retrain.errors import ConfigError, DataValidationError
 from retrain.drift.profile import ReferenceProfile, sample_rows
+from retrain.errors import ConfigError, DataValidationError
+from retrain.stats.drift import (CategoricalSample, NumericSample, categorical_sample,
+                                 chi2_homogeneity_pvalue, evidently_methods, evidently_supports,
+                                 evidently_test, ks_pvalue, numeric_sample, psi, psi_quantile,
+                                 sample_to_pandas)
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def _to_polars(frame: Any, what: str) -> pl.DataFrame:
     if isinstance(frame, pl.LazyFrame):
         return frame.collect()
     try:
-        import pandas as pd
+        import pandas as pd  # late: only for a caller who passes pandas frames
         if isinstance(frame, pd.DataFrame):
             return pl.from_pandas(frame)
     except ImportError:  # pragma: no cover - pandas is a dependency
@@ -165,7 +166,6 @@ def _check_methods(methods: Iterable[str]) -> tuple[str, ...]:
     for m in methods:
         if m in OWN_METHODS:
             continue
-        from retrain.stats.drift import evidently_methods
         known = evidently_methods()
         if m not in known:
             raise ConfigError(f"[drift] methods: unknown drift method {m!r}; expected one of "

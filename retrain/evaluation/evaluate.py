@@ -9,37 +9,42 @@ deployed artifact predicts what was evaluated.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
+from retrain.evaluation.results import Evaluation, Guardrail, Holdout, Interval, MetricPair
 from retrain.evaluation.smoke import write_smoke_sample
 from retrain.modeling import encode_target
 from retrain.registry import ModelVersion
+from retrain.registry.registry import CURRENT
 from retrain.reporting.evaluation import evaluation_line
 from retrain.stats.metrics import compute_metrics, relative_improvement
 from retrain.stats.paired import improvement_interval
-from retrain.training import TrainingData
+from retrain.training.candidates import Candidate
+from retrain.training.data import TrainingData
 from retrain.workspace import Workspace
 
 log = logging.getLogger("retrain")
 
 
 def guardrail_checks(candidate: dict[str, float], production: dict[str, float],
-                     guardrails: dict[str, float]) -> dict[str, dict[str, Any]]:
+                     guardrails: dict[str, float]) -> dict[str, Guardrail]:
     """For each guardrail metric: how much worse the candidate is (relative), and whether that
     stays within the tolerance."""
     out = {}
     for metric, tolerance in guardrails.items():
         worse = -relative_improvement(metric, candidate[metric], production[metric])
-        out[metric] = {"candidate": candidate[metric], "production": production[metric],
-                       "relative_worsening": worse, "tolerance": tolerance, "ok": worse <= tolerance}
+        out[metric] = Guardrail(candidate=candidate[metric], production=production[metric],
+                                relative_worsening=worse, tolerance=tolerance,
+                                ok=worse <= tolerance)
     return out
 
 
-def evaluate_candidate(ws: Workspace, candidate: ModelVersion, data: TrainingData) -> dict[str, Any]:
+def evaluate_candidate(ws: Workspace, candidate: ModelVersion, data: TrainingData,
+                       production=CURRENT) -> Evaluation:
     """Metrics of candidate and production on ``data.holdout``, and the relative improvement.
 
     Both models are loaded from their verified artifacts, so the numbers are those of the
-    models as stored, not of objects in memory.
+    models as stored, not of objects in memory. ``production``: the version to compare with
+    (default: the model's production version now).
     """
     policy = ws.settings.promotion
     metric = policy.metric
@@ -49,9 +54,9 @@ def evaluate_candidate(ws: Workspace, candidate: ModelVersion, data: TrainingDat
     y, _ = encode_target(holdout.get_column(target), model.classes)
     candidate_proba = model.predict_proba(holdout)
     candidate_metrics = compute_metrics(y, candidate_proba)
-    production = ws.registry.production_version(candidate.model_name)
+    production = ws.registry.production_of(candidate.model_name, production)
     production_metrics = improvement = interval = None
-    guardrails: dict[str, Any] = {}
+    guardrails: dict[str, Guardrail] = {}
     if production is not None:
         prod_model = ws.registry.load(production)
         y_prod, _ = encode_target(holdout.get_column(target), prod_model.classes)
@@ -60,24 +65,33 @@ def evaluate_candidate(ws: Workspace, candidate: ModelVersion, data: TrainingDat
         improvement = relative_improvement(metric, candidate_metrics[metric], production_metrics[metric])
         interval = improvement_interval(
             y, production_proba, candidate_proba, metric, method=policy.interval_method,
-            confidence=policy.confidence, samples=policy.bootstrap_samples).as_dict()
+            confidence=policy.confidence, samples=policy.bootstrap_samples)
+        interval = Interval(**interval.as_dict())
         guardrails = guardrail_checks(candidate_metrics, production_metrics, policy.guardrails)
-    evaluation = {
-        "model": candidate.model_name,
-        "candidate_version": candidate.version_id,
-        "production_version": production.version_id if production else None,
-        "metric": metric,
-        "metrics": {"candidate": candidate_metrics, "production": production_metrics},
-        "relative_improvement": improvement,
-        "interval": interval,
-        "guardrails": guardrails,
-        "holdout": {**data.holdout_window.as_dict(), "rows": holdout.height},
-        "smoke_sample": write_smoke_sample(
-            ws, candidate, list(model.preprocessing.schema.features), holdout, candidate_proba),
-    }
+    evaluation = Evaluation(
+        model=candidate.model_name, candidate_version=candidate.version_id,
+        production_version=production.version_id if production else None, metric=metric,
+        metrics=MetricPair(candidate=candidate_metrics, production=production_metrics),
+        relative_improvement=improvement, interval=interval, guardrails=guardrails,
+        holdout=Holdout(**data.holdout_window.as_dict(), rows=holdout.height),
+        smoke_sample=write_smoke_sample(
+            ws, candidate, list(model.preprocessing.schema.features), holdout, candidate_proba))
     ws.registry.record(candidate.model_name, "evaluated", version_id=candidate.version_id,
-                       reason=evaluation_line(evaluation), details=evaluation)
+                       reason=evaluation_line(evaluation), details=evaluation.to_dict())
     log.info("evaluated %s: %s", candidate.version_id, evaluation_line(evaluation))
     return evaluation
 
 
+def evaluate_candidates(ws: Workspace, candidates: dict[str, Candidate | dict], data: TrainingData,
+                        production: dict[str, ModelVersion | None] | None = None
+                        ) -> dict[str, Evaluation]:
+    """``evaluate_candidate`` for each model that has a candidate (``Candidate`` records or
+    their dicts); ``production``: each model's production version as the run read it."""
+    out = {}
+    for name, candidate in candidates.items():
+        candidate = Candidate.from_dict(candidate)
+        if candidate.candidate_version is None:
+            continue
+        version = ws.registry.get_version(candidate.candidate_version)
+        out[name] = evaluate_candidate(ws, version, data, (production or {}).get(name, CURRENT))
+    return out

@@ -5,28 +5,31 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import Any
 
 import numpy as np
 import polars as pl
+from sqlmodel import select
 
 from retrain.errors import RetrainError
-from retrain.registry import ModelVersion
+from retrain.evaluation.results import SmokeSample
+from retrain.registry import Registry
 from retrain.registry.artifacts import atomic_write_bytes
+from retrain.registry.tables import AuditEvent, ModelVersion
 from retrain.workspace import Workspace
 
 
-def smoke_check(ws: Workspace, version_id: str, smoke: dict[str, Any] | None) -> str | None:
+def smoke_check(ws: Workspace, version_id: str, smoke: SmokeSample | None) -> str | None:
     """Load the deployed artifact (sha256 verified), score the smoke sample recorded at
-    evaluation and compare; ``None`` when it predicts exactly as evaluated, else the problem."""
-    if not smoke:
+    evaluation and compare; ``None`` when it predicts exactly as evaluated (or there is no
+    sample), else the problem."""
+    if smoke is None:
         return None
     registry = ws.registry
     try:
         model = registry.load(registry.get_version(version_id))
-        path = registry.artifacts_dir / smoke["path"]
+        path = registry.artifacts_dir / smoke.path
         data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != smoke["sha256"]:
+        if hashlib.sha256(data).hexdigest() != smoke.sha256:
             return f"smoke sample {path} was changed since the evaluation"
         sample = pl.read_parquet(io.BytesIO(data))
         expected = sample.get_column("expected_probability").to_numpy()
@@ -42,7 +45,9 @@ def smoke_check(ws: Workspace, version_id: str, smoke: dict[str, Any] | None) ->
 
 
 def write_smoke_sample(ws: Workspace, candidate: ModelVersion, features: list[str],
-                        holdout: pl.DataFrame, proba: np.ndarray) -> dict[str, Any]:
+                       holdout: pl.DataFrame, proba: np.ndarray) -> SmokeSample:
+    """Up to ``[promotion] smoke_rows`` holdout rows (seeded) with the candidate's
+    probabilities, written beside its artifact."""
     n = min(ws.settings.promotion.smoke_rows, holdout.height)
     idx = np.random.default_rng(0).choice(holdout.height, size=n, replace=False)
     idx.sort()
@@ -52,5 +57,16 @@ def write_smoke_sample(ws: Workspace, candidate: ModelVersion, features: list[st
     data = buf.getvalue()
     path = ws.registry.artifact_file(candidate).with_suffix(".smoke.parquet")
     atomic_write_bytes(path, data)
-    return {"path": path.relative_to(ws.registry.artifacts_dir).as_posix(),
-            "sha256": hashlib.sha256(data).hexdigest(), "rows": n}
+    return SmokeSample(path=path.relative_to(ws.registry.artifacts_dir).as_posix(),
+                       sha256=hashlib.sha256(data).hexdigest(), rows=n)
+
+
+def recorded_smoke_sample(registry: Registry, version_id: str) -> SmokeSample | None:
+    """The smoke sample recorded when ``version_id`` was last evaluated against production
+    (its audit event ``evaluated``), or None for a version never evaluated."""
+    with registry.reading() as s:
+        event = s.exec(select(AuditEvent).where(AuditEvent.version_id == version_id,
+                                                AuditEvent.action == "evaluated")
+                       .order_by(AuditEvent.id.desc())).first()
+    sample = (event.details or {}).get("smoke_sample") if event is not None else None
+    return None if not sample else SmokeSample.from_dict(sample)

@@ -29,6 +29,7 @@ from retrain.config import ABTestConfig
 from retrain.experiments import store
 from retrain.registry import Registry
 from retrain.registry.tables import ACTIVE_EXPERIMENT_STATUSES, Experiment
+from retrain.stats.sequential import ArmSummary, msprt, running_p_value, srm_check, winner
 
 LOWER_IS_BETTER = frozenset({"brier", "log_loss"})
 
@@ -59,7 +60,6 @@ class Look:
         return self.srm is not None and self.srm.mismatch
 
     def winner(self) -> str | None:
-        from retrain.stats.sequential import winner
         if not self.enough or self.srm_mismatch:
             return None
         return winner(self.result)
@@ -72,7 +72,6 @@ def take_look(registry: Registry, experiment: Experiment, config: ABTestConfig,
     The SRM check compares the requests since ``srm_since`` (a rollout's current step; the
     whole test by default) with the experiment's current split.
     """
-    from retrain.stats.sequential import ArmSummary, msprt, srm_check
     requests = store.request_counts(registry, experiment.id)
     sums = store.outcome_sums(registry, experiment.id, experiment.metric)
     arms = {v: ArmSummary.from_sums(*sums[v]) for v in ("A", "B")}
@@ -139,7 +138,6 @@ def ab_status(experiment: Experiment, look: Look, config: ABTestConfig, now: dat
     outcomes, split fine): looks at a handful of outcomes rest on a normal approximation that
     does not hold yet.
     """
-    from retrain.stats.sequential import running_p_value
     assert experiment.status in ACTIVE_EXPERIMENT_STATUSES
     best = experiment.best_p_value
     if look.enough and not look.srm_mismatch:

@@ -10,38 +10,22 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from retrain.errors import ConfigError, RegistryError
 from retrain.experiments import analysis, store
+from retrain.experiments.rollout import RolloutStrategy, advance_rollouts, start_rollout
+from retrain.experiments.rollout_control import (abort_rollout, pause_rollout, resume_rollout,
+                                                 rollout_status)
 from retrain.experiments.routing import Route, Router
-from retrain.registry.tables import (ACTIVE_EXPERIMENT_STATUSES, Experiment, Feedback,
-                                     ModelVersion, PredictionLog, utcnow)
+from retrain.notify.service import NotificationService
+from retrain.promotion.switch import ProductionChange, change_production
+from retrain.registry.tables import ACTIVE_EXPERIMENT_STATUSES, Experiment, Feedback, PredictionLog, utcnow
 from retrain.workspace import Workspace
-
-if TYPE_CHECKING:
-    from retrain.experiments.rollout import RolloutStrategy
-    from retrain.notify import NotificationService
 
 log = logging.getLogger("retrain")
 AB_METRICS = ("accuracy", "brier", "log_loss", "reward")
-
-
-def resolve_version(ws: Workspace, model_name: str, ref: str | int | None) -> ModelVersion:
-    """A version of ``model_name`` from an id, a number (``3``, ``"v3"``) or ``"production"``."""
-    if model_name not in {m.name for m in ws.registry.models()}:
-        raise RegistryError(f"no registered model {model_name!r}")
-    if isinstance(ref, str) and ref.strip().lower() == "production":
-        ref = None
-    return ws.registry.resolve_version(model_name, None if ref is None else str(ref))
-
-
-def promotion_details(version: ModelVersion, details: dict[str, Any]) -> dict[str, Any]:
-    """A version rejected offline may still win live: the person who started the experiment
-    chose it, and the experiment's result is the override recorded in the audit log."""
-    return {**details, "override": True} if version.status == "rejected" else details
 
 
 class ABTestingManager:
@@ -60,12 +44,16 @@ class ABTestingManager:
         self._notifier = notifier
         seconds = self.settings.serve.refresh_seconds if cache_seconds is None else cache_seconds
         self._router = Router(self.registry, seconds)
-        self._cache = self._router._cache  # read directly: route() is the hot path
 
     @property
-    def notifier(self) -> "NotificationService":
+    def router(self) -> Router:
+        """The routing state cache this manager decides with (the prediction service keeps
+        it warm from its maintenance thread)."""
+        return self._router
+
+    @property
+    def notifier(self) -> NotificationService:
         if self._notifier is None:
-            from retrain.notify import NotificationService
             self._notifier = NotificationService(workspace=self.workspace)
         return self._notifier
 
@@ -77,10 +65,7 @@ class ABTestingManager:
         process. Without an active experiment: the production version, variant "production";
         RegistryError when the model has none.
         """
-        entry = self._cache.get(model_name)
-        if entry is None or entry[0] <= time.monotonic():
-            return self._router.state(model_name).route(key)
-        return entry[1].route(key)
+        return self._router.route(model_name, key)
 
     def route_prediction(self, model_name: str, request_id: str) -> tuple[str, str]:
         """The seed's API: ``(version_id, variant)`` for a request."""
@@ -128,8 +113,8 @@ class ABTestingManager:
             raise ConfigError(f"metric must be one of {', '.join(AB_METRICS)}; got {metric!r}")
         if version_b is None:
             raise RegistryError("version_b (the challenger) is required")
-        a = resolve_version(self.workspace, model_name, version_a)
-        b = resolve_version(self.workspace, model_name, version_b)
+        a = store.resolve_version(self.registry, model_name, version_a)
+        b = store.resolve_version(self.registry, model_name, version_b)
         if a.version_id == b.version_id:
             raise RegistryError(f"version A and version B are both {a.version_id}; an A/B test "
                                 "needs two different versions")
@@ -168,7 +153,6 @@ class ABTestingManager:
         stored the winner audits and announces it."""
         experiment = store.get_experiment(self.registry, test_id)
         if experiment.kind == "rollout":
-            from retrain.experiments.rollout_control import rollout_status
             return rollout_status(self.workspace, experiment.id, now=now)
         if experiment.status not in ACTIVE_EXPERIMENT_STATUSES:
             return {**_ended_basics(experiment), **experiment.result, "status": experiment.status}
@@ -253,14 +237,17 @@ class ABTestingManager:
         candidate_metrics = {experiment.metric: document["variants"][document["winner"]]["metric"]}
         other = "A" if document["winner"] == "B" else "B"
         production_metrics = {experiment.metric: document["variants"][other]["metric"]}
-        self.notifier.send_pending_promotion(experiment.model_name, target, expected, reason,
-                                             candidate_metrics, production_metrics)
+        # A version rejected offline may still win live: the person who started the
+        # experiment chose it, and the audit log records the override.
+        change = ProductionChange(
+            experiment.model_name, target, "promotion", reason, actor=actor,
+            expected_production=expected, allow_rejected=True,
+            candidate_metrics=candidate_metrics, production_metrics=production_metrics,
+            improvement_percent=None if document["relative_lift"] is None else 100 * _gain(document),
+            details={"experiment_id": experiment.id, **_audit_numbers(document)},
+            closing=experiment.id, close=close)
         try:
-            self.registry.promote(
-                target, reason=reason, actor=actor, expected_production=expected,
-                details=promotion_details(self.registry.get_version(target),
-                                          {"experiment_id": experiment.id, **_audit_numbers(document)}),
-                closing=experiment.id, within=close)
+            change_production(self.workspace, change, self.notifier)
         except RegistryError as exc:
             current = store.get_experiment(self.registry, experiment.id)
             if current.status not in ACTIVE_EXPERIMENT_STATUSES:
@@ -268,22 +255,16 @@ class ABTestingManager:
                                     f"{target} was not promoted") from None
             raise RegistryError(f"{exc}; {experiment.id} is still running (end it without "
                                 f"promoting: `retrain ab end {experiment.id} --no-promote`)") from None
-        self.notifier.send_promotion_notification(
-            experiment.model_name, target,
-            None if document["relative_lift"] is None else 100 * _gain(document),
-            candidate_metrics, previous=expected, production_metrics=production_metrics,
-            reason=reason)
 
     # Rollouts --------------------------------------------------------------------------------
     def create_gradual_rollout(self, model_name: str, new_version: str | int,
-                               strategy: "RolloutStrategy | str | None" = None,
+                               strategy: RolloutStrategy | str | None = None,
                                initial_traffic: float | None = None, increment: float | None = None,
                                increment_interval_hours: float | None = None, *,
                                steps: int | None = None, actor: str | None = None,
                                now: datetime | None = None) -> dict[str, Any]:
         """Roll ``new_version`` out step by step (see ``retrain.experiments.rollout``); the
         result has ``rollout_id`` and ``schedule`` (``{step, traffic_percentage, delay_hours}``)."""
-        from retrain.experiments.rollout import RolloutStrategy, start_rollout
         result = start_rollout(self.workspace, model_name, new_version,
                                strategy=RolloutStrategy.CANARY if strategy is None else strategy,
                                initial_traffic=initial_traffic, increment=increment,
@@ -292,32 +273,27 @@ class ABTestingManager:
         self.refresh()
         return result
 
-
     def rollout_status(self, model_or_id: str, now: datetime | None = None) -> dict[str, Any]:
-        from retrain.experiments.rollout_control import rollout_status
         return rollout_status(self.workspace, model_or_id, now=now)
 
     def advance_rollouts(self, now: datetime | None = None) -> list[dict[str, Any]]:
-        from retrain.experiments.rollout import advance_rollouts
         try:
             return advance_rollouts(self.workspace, now=now, notifier=self.notifier)
         finally:
             self.refresh()
 
     def pause_rollout(self, model_name: str, reason: str = "") -> dict[str, Any]:
-        from retrain.experiments.rollout_control import pause_rollout
         return pause_rollout(self.workspace, model_name, reason=reason)
 
     def resume_rollout(self, model_name: str, reason: str = "") -> dict[str, Any]:
-        from retrain.experiments.rollout_control import resume_rollout
         return resume_rollout(self.workspace, model_name, reason=reason)
 
     def abort_rollout(self, model_name: str, reason: str = "") -> dict[str, Any]:
-        from retrain.experiments.rollout_control import abort_rollout
         try:
             return abort_rollout(self.workspace, model_name, reason=reason, notifier=self.notifier)
         finally:
             self.refresh()
+
 
 def _ended_basics(experiment: Experiment) -> dict[str, Any]:
     """What every status document names, for an ended test whose stored result is partial

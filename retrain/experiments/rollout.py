@@ -36,16 +36,16 @@ import logging
 import secrets
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from retrain.errors import ConfigError, RegistryError
 from retrain.experiments import analysis, store
-from retrain.experiments.manager import promotion_details, resolve_version
+from retrain.experiments.store import resolve_version
+from retrain.promotion.switch import ProductionChange, change_production
+from retrain.notify.service import NotificationService
 from retrain.registry.tables import ACTIVE_EXPERIMENT_STATUSES, Experiment, utcnow
 from retrain.workspace import Workspace
 
-if TYPE_CHECKING:
-    from retrain.notify import NotificationService
 
 log = logging.getLogger("retrain")
 
@@ -107,8 +107,7 @@ def step_gap(schedule: list[dict[str, Any]], step: int) -> timedelta | None:
     return timedelta(hours=schedule[step]["delay_hours"] - schedule[step - 1]["delay_hours"])
 
 
-def notifier_for(ws: Workspace, notifier: "NotificationService | None") -> "NotificationService":
-    from retrain.notify import NotificationService
+def notifier_for(ws: Workspace, notifier: NotificationService | None) -> NotificationService:
     return notifier or NotificationService(workspace=ws)
 
 
@@ -117,7 +116,7 @@ def start_rollout(ws: Workspace, model_name: str, new_version: str | int,
                   initial_traffic: float | None = None, increment: float | None = None,
                   interval_hours: float | None = None, steps: int | None = None,
                   actor: str | None = None, now: datetime | None = None,
-                  notifier: "NotificationService | None" = None) -> dict[str, Any]:
+                  notifier: NotificationService | None = None) -> dict[str, Any]:
     """Start rolling ``new_version`` out against the production version (see module doc)."""
     cfg = ws.settings.rollout
     strategy = parse_strategy(cfg.strategy if strategy is None else strategy)
@@ -130,7 +129,7 @@ def start_rollout(ws: Workspace, model_name: str, new_version: str | int,
         increment=cfg.increment if increment is None else increment,
         interval_hours=cfg.increment_interval_hours if interval_hours is None else interval_hours,
         steps=cfg.steps if steps is None else steps)
-    candidate = resolve_version(ws, model_name, new_version)
+    candidate = resolve_version(ws.registry, model_name, new_version)
     production = ws.registry.production_version(model_name)
     if production is None:
         raise RegistryError(f"model {model_name!r} has no production version to roll out from; "
@@ -215,7 +214,7 @@ def take_step_look(ws: Workspace, experiment: Experiment) -> analysis.Look:
 
 
 def advance_rollouts(workspace: Workspace, now: datetime | None = None,
-                     notifier: "NotificationService | None" = None) -> list[dict[str, Any]]:
+                     notifier: NotificationService | None = None) -> list[dict[str, Any]]:
     """One pass over every active rollout: roll back on a guardrail breach, advance the ones
     that are due, promote at 100%. One entry per rollout, with ``action`` one of advanced,
     held, paused, rolled-back, completed or failed, and the ``reason``."""
@@ -231,7 +230,7 @@ def advance_rollouts(workspace: Workspace, now: datetime | None = None,
 
 
 def _advance(ws: Workspace, experiment: Experiment, now: datetime,
-             notifier: "NotificationService | None") -> dict[str, Any]:
+             notifier: NotificationService | None) -> dict[str, Any]:
     schedule = experiment.schedule
     paused = experiment.status == "paused"
     if experiment.traffic_b >= 1.0 and not paused:  # an immediate rollout cut off before its promotion
@@ -280,7 +279,7 @@ def _health(experiment: Experiment, look: analysis.Look) -> str:
 
 
 def end_rollout(ws: Workspace, experiment: Experiment, reason: str, now: datetime,
-               notifier: "NotificationService", look: analysis.Look | None = None,
+               notifier: NotificationService, look: analysis.Look | None = None,
                status: str = "rolled-back", action: str = "rollout-rolled-back",
                actor: str | None = None) -> dict[str, Any]:
     """Send no more traffic to the candidate; production is unchanged."""
@@ -300,7 +299,7 @@ def end_rollout(ws: Workspace, experiment: Experiment, reason: str, now: datetim
 
 
 def _complete(ws: Workspace, experiment: Experiment, now: datetime,
-              notifier: "NotificationService", actor: str | None = None) -> dict[str, Any]:
+              notifier: NotificationService, actor: str | None = None) -> dict[str, Any]:
     """Promote the candidate and close the rollout in one registry transaction (notice
     before, notice after). The rollout is closed only if it is still running at the step
     this run saw: when it was aborted, paused or advanced meanwhile, nothing changes and
@@ -323,14 +322,13 @@ def _complete(ws: Workspace, experiment: Experiment, now: datetime,
         with registry.transaction(model) as session:  # promoted already: only close it
             close(session)
     else:
-        notifier.send_pending_promotion(model, experiment.version_b, experiment.version_a, reason)
+        change = ProductionChange(
+            model, experiment.version_b, "promotion", reason, actor=actor,
+            expected_production=experiment.version_a, allow_rejected=True,
+            details={"experiment_id": experiment.id, "strategy": experiment.strategy},
+            closing=experiment.id, close=close)
         try:
-            registry.promote(experiment.version_b, reason=reason, actor=actor,
-                             details=promotion_details(registry.get_version(experiment.version_b),
-                                                       {"experiment_id": experiment.id,
-                                                        "strategy": experiment.strategy}),
-                             expected_production=experiment.version_a,
-                             closing=experiment.id, within=close)
+            change_production(ws, change, notifier)
         except RegistryError as exc:
             current = store.get_experiment(registry, experiment.id)
             if current.status != "running" or current.step != experiment.step:
@@ -340,7 +338,5 @@ def _complete(ws: Workspace, experiment: Experiment, now: datetime,
             return end_rollout(ws, experiment, f"cannot promote at 100%: {exc}", now, notifier,
                                status="stopped", action="rollout-stopped", actor=actor)
     updated = store.get_experiment(registry, experiment.id)
-    notifier.send_promotion_notification(model, experiment.version_b, None, {},
-                                         previous=experiment.version_a, reason=reason)
     log.info("rollout %s completed: %s is production", experiment.id, experiment.version_b)
     return rollout_entry(updated, "completed", reason)

@@ -9,7 +9,7 @@ production at once (status stopped); production itself never changed during a ro
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlmodel import select
 
@@ -17,11 +17,10 @@ from retrain.errors import RegistryError
 from retrain.experiments import analysis, store
 from retrain.experiments.rollout import (end_rollout, guardrail_breach, notifier_for, rollout_entry,
                                          step_gap, take_step_look)
+from retrain.notify.service import NotificationService
 from retrain.registry.tables import ACTIVE_EXPERIMENT_STATUSES, Experiment, utcnow
 from retrain.workspace import Workspace
 
-if TYPE_CHECKING:
-    from retrain.notify import NotificationService
 
 
 def find_rollout(ws: Workspace, model_or_id: str, active: bool = True) -> Experiment:
@@ -91,7 +90,7 @@ def resume_rollout(ws: Workspace, model_name: str, *, actor: str | None = None, 
 
 def abort_rollout(ws: Workspace, model_name: str, *, actor: str | None = None, reason: str = "",
                   now: datetime | None = None,
-                  notifier: "NotificationService | None" = None) -> dict[str, Any]:
+                  notifier: NotificationService | None = None) -> dict[str, Any]:
     experiment = find_rollout(ws, model_name)
     why = reason or f"aborted by {actor or store.default_actor()}"
     return end_rollout(ws, experiment, why, now or utcnow(), notifier_for(ws, notifier),

@@ -20,7 +20,7 @@ from retrain.errors import DataValidationError, RegistryError
 from retrain.registry import Registry
 from retrain.registry.registry import default_actor
 from retrain.registry.tables import (ACTIVE_EXPERIMENT_STATUSES, VARIANTS, AuditEvent,
-                                     Experiment, Feedback, PredictionLog, utcnow)
+                                     Experiment, Feedback, ModelVersion, PredictionLog, utcnow)
 
 _PREDICTION_REQUIRED = ("request_id", "model_name", "version_id", "variant", "prediction")
 _PREDICTION_KEYS = frozenset(_PREDICTION_REQUIRED + ("experiment_id", "probability", "at"))
@@ -127,6 +127,15 @@ def audit_event(model_name: str, action: str, *, version_id: str | None = None, 
                 details: dict[str, Any] | None = None, actor: str | None = None) -> AuditEvent:
     return AuditEvent(model_name=model_name, version_id=version_id, action=action,
                       actor=actor or default_actor(), reason=reason, details=details or {})
+
+
+def resolve_version(registry: Registry, model_name: str, ref: str | int | None) -> ModelVersion:
+    """A version of ``model_name`` from an id, a number (``3``, ``"v3"``) or ``"production"``."""
+    if model_name not in {m.name for m in registry.models()}:
+        raise RegistryError(f"no registered model {model_name!r}")
+    if isinstance(ref, str) and ref.strip().lower() == "production":
+        ref = None
+    return registry.resolve_version(model_name, None if ref is None else str(ref))
 
 
 def get_experiment(registry: Registry, experiment_id: str) -> Experiment:

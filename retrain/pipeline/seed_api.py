@@ -1,11 +1,14 @@
-"""``AutomatedRetrainingPipeline``: the seed's pipeline API on the library's steps."""
+"""``AutomatedRetrainingPipeline``: the seed's pipeline API on the library's stages, in the
+seed's dictionaries."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from retrain.pipeline.steps import evaluate_step, retrain_step
-from retrain.training import TrainingData, load_training_data
+from retrain.evaluation.evaluate import evaluate_candidates
+from retrain.pipeline.run import run_pipeline
+from retrain.training.candidates import train_candidates
+from retrain.training.data import TrainingData, load_training_data
 from retrain.workspace import Workspace
 
 
@@ -21,19 +24,21 @@ class AutomatedRetrainingPipeline:
         ws = self.workspace
         names = ws.model_names(models)
         self._data = load_training_data(ws)
-        trained = retrain_step(ws, names, self._data, reason)
-        return {"success": all(t["error"] is None for t in trained.values()),
-                "models": trained, "data": self._data.summary()}
+        trained = train_candidates(ws, names, self._data, reason)
+        return {"success": all(t.error is None for t in trained.values()),
+                "models": {n: t.to_dict() for n, t in trained.items()},
+                "data": self._data.summary()}
 
     def evaluate_new_models(self, results: dict[str, Any]) -> dict[str, Any]:
         """Compare each new candidate with its production version on the same holdout."""
         data = self._data or load_training_data(self.workspace)
-        evaluations = evaluate_step(self.workspace, results["models"], data)
+        evaluations = evaluate_candidates(self.workspace, results["models"], data)
         return {"summary": {"models_evaluated": len(evaluations),
                             "metric": self.workspace.settings.promotion.metric},
-                "models": evaluations}
+                "models": {n: e.to_dict() for n, e in evaluations.items()}}
 
     def run(self, models: list[str] | None = None, force: bool = False, reason: str = "manual",
             check_performance: bool | None = None) -> dict[str, Any]:
+        """One whole run (``run_pipeline``); its document as a dictionary."""
         return run_pipeline(self.workspace, models, force=force, reason=reason,
-                            check_performance=check_performance)
+                            check_performance=check_performance).to_dict()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
+from retrain.evaluation.results import Evaluation
 from retrain.workspace import Workspace
 
 
@@ -17,9 +18,10 @@ class Approval:
     comment: str = ""
 
 
-# Asked before a promotion when approval is required: gets the evaluation and the reason for
-# promoting, returns the person's answer (the Prefect flow pauses for it).
-Approver = Callable[[dict[str, Any], str], Approval]
+# Asked before a promotion when approval is required: gets the evaluation (None for a change
+# that was not evaluated) and the reason for promoting, returns the person's answer (the
+# Prefect flow pauses for it).
+Approver = Callable[[Evaluation | None, str], Approval]
 
 
 def requires_approval(ws: Workspace, model_name: str) -> bool:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from retrain.errors import RegistryError
 from retrain.promotion.approval import Approver
-from retrain.promotion.decisions import apply_decision, rollback_model
+from retrain.promotion.decisions import decide_all, rollback_model
 from retrain.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -28,14 +27,9 @@ class ModelPromoter:
 
     def promote_if_better(self, evaluation_results: dict[str, Any]) -> dict[str, Any]:
         """Takes ``AutomatedRetrainingPipeline.evaluate_new_models``'s result."""
-        results: dict[str, Any] = {}
-        for name, evaluation in evaluation_results.get("models", {}).items():
-            try:
-                results[name] = apply_decision(self.workspace, evaluation, self.improvement_threshold,
-                                               notifier=self.notifier, approver=self.approver)
-            except RegistryError as exc:
-                results[name] = {"model": name, "version_id": evaluation.get("candidate_version"),
-                                 "decision": "failed", "reason": str(exc)}
+        decisions = decide_all(self.workspace, evaluation_results.get("models", {}),
+                               self.improvement_threshold, self.notifier, self.approver)
+        results = {name: d.to_dict() for name, d in decisions.items()}
         promoted = [n for n, r in results.items() if r["decision"] in ("promoted", "bootstrapped")]
         return {
             "summary": {"models_evaluated": len(results), "models_promoted": len(promoted),

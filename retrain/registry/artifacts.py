@@ -79,7 +79,7 @@ def serialize(model: TrainedModel, profile: bytes | None = None) -> bytes:
         if model.kind == "lightgbm":
             zf.writestr("model.lgb.txt", model.estimator.model_to_string())
         else:
-            import skops.io as sio
+            import skops.io as sio  # late: loads scikit-learn, which only this kind needs
             blob = sio.dumps(model.estimator)
             refused = _refused_types(blob)
             if refused:
@@ -91,7 +91,7 @@ def serialize(model: TrainedModel, profile: bytes | None = None) -> bytes:
 
 
 def _refused_types(skops_blob: bytes) -> list[str]:
-    import skops.io as sio
+    import skops.io as sio  # late: see serialize
     return [t for t in sio.get_untrusted_types(data=skops_blob) if t not in SKOPS_ALLOWED_TYPES]
 
 
@@ -102,7 +102,8 @@ def save_model(model: TrainedModel, path: Path, profile: bytes | None = None) ->
     return hashlib.sha256(data).hexdigest()
 
 
-def _verified_bytes(path: Path, expected_sha256: str) -> bytes:
+def verified_bytes(path: Path, expected_sha256: str) -> bytes:
+    """The file's bytes, if it is there and its sha256 is the one the registry recorded."""
     path = Path(path)
     if not path.is_file():
         raise ArtifactIntegrityError(f"model artifact {path} is missing")
@@ -117,7 +118,7 @@ def _verified_bytes(path: Path, expected_sha256: str) -> bytes:
 
 def load_profile_bytes(path: Path, expected_sha256: str) -> bytes | None:
     """The reference profile stored in an artifact (sha256 checked), or None if it has none."""
-    data = _verified_bytes(path, expected_sha256)
+    data = verified_bytes(path, expected_sha256)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             if PROFILE_ENTRY not in zf.namelist():
@@ -130,7 +131,7 @@ def load_profile_bytes(path: Path, expected_sha256: str) -> bytes | None:
 def load_model(path: Path, expected_sha256: str) -> TrainedModel:
     """Load an artifact after checking its sha256; a mismatch is an error, never a silent load."""
     path = Path(path)
-    data = _verified_bytes(path, expected_sha256)
+    data = verified_bytes(path, expected_sha256)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             manifest = json.loads(zf.read("manifest.json"))
@@ -138,6 +139,8 @@ def load_model(path: Path, expected_sha256: str) -> TrainedModel:
                 raise ArtifactIntegrityError(
                     f"{path}: unknown artifact format {manifest.get('format')!r}")
             kind = manifest["kind"]
+            # Late: LightGBM and skops (scikit-learn) take seconds to import; a version is
+            # loaded with the one library its kind needs.
             if kind == "lightgbm":
                 import lightgbm as lgb
                 estimator = lgb.Booster(model_str=zf.read("model.lgb.txt").decode())

@@ -23,7 +23,7 @@ from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from retrain.registry.artifacts import load_model, load_profile_bytes, save_model
+from retrain.registry.artifacts import load_model, load_profile_bytes, save_model, verified_bytes
 from retrain.errors import RegistryError
 from retrain.failpoints import failpoint
 from retrain.modeling import TrainedModel
@@ -44,6 +44,7 @@ def default_actor() -> str:
 
 
 ANY_PRODUCTION = object()  # promote(): switch whatever version is production now
+CURRENT = object()  # production_of(): the production version as the registry has it now
 
 
 class ActiveExperimentError(RegistryError):
@@ -65,6 +66,36 @@ def _describe(experiment: Experiment) -> str:
     kind = "A/B test" if experiment.kind == "ab_test" else "rollout"
     return (f"{kind} {experiment.id} ({experiment.version_a} vs {experiment.version_b}, "
             f"{experiment.status})")
+
+
+def experiment_refusal(version_id: str, experiment: Experiment) -> ActiveExperimentError:
+    """Why ``version_id`` cannot become production while ``experiment`` routes the traffic."""
+    return ActiveExperimentError(
+        f"{version_id} was not promoted: model {experiment.model_name!r} has an active "
+        f"{_describe(experiment)}, which routes its traffic, so a new production version would "
+        f"not be served. End it first with {_how_to_end(experiment)}; in an emergency "
+        f"`retrain rollback {experiment.model_name}` ends it and restores an earlier version",
+        experiment.id)
+
+
+def switch_refusal(version: ModelVersion, current_id: str | None, *, action: str,
+                   allow_rejected: bool, expected_production: str | None | object) -> str | None:
+    """Why ``version`` cannot become production now (``current_id`` is production) by
+    ``action`` (``promoted`` or ``rolled-back``), or None. The switch asks before announcing
+    anything; the registry asks again in its transaction."""
+    if version.status == "production":
+        return f"{version.version_id} is already production"
+    if action == "rolled-back" and (version.status != "archived" or version.promoted_at is None):
+        return (f"{version.version_id} is {version.status} and was never production, so there "
+                f"is nothing to roll back to; use `retrain promote` to deploy it")
+    if version.status == "rejected" and not allow_rejected:
+        return (f"{version.version_id} was rejected; promote it explicitly with "
+                "`retrain promote --force` to override")
+    if expected_production is not ANY_PRODUCTION and current_id != expected_production:
+        return (f"production of {version.model_name!r} is {current_id or 'none'}, not "
+                f"{expected_production or 'none'} as expected (it changed meanwhile); "
+                f"{version.version_id} was not promoted")
+    return None
 
 
 class Registry:
@@ -194,6 +225,12 @@ class Registry:
             return s.exec(select(ModelVersion).where(ModelVersion.model_name == model_name,
                                                      ModelVersion.status == "production")).first()
 
+    def production_of(self, model_name: str, known: ModelVersion | None | object = CURRENT
+                      ) -> ModelVersion | None:
+        """``known`` (a run reads each production version once and passes it on), or the
+        model's production version now when it is ``CURRENT``."""
+        return self.production_version(model_name) if known is CURRENT else known
+
     def versions(self, model_name: str) -> list[ModelVersion]:
         with self._read() as s:
             return list(s.exec(select(ModelVersion).where(ModelVersion.model_name == model_name)
@@ -217,12 +254,16 @@ class Registry:
         """Load a version's model after verifying the artifact's sha256."""
         return load_model(self.artifact_file(version), version.artifact_sha256)
 
-    def load_reference_profile(self, version: ModelVersion):
-        """The version's drift reference profile (``retrain.drift.profile.ReferenceProfile``), read
-        from its artifact after verifying the sha256; None for versions stored without one."""
-        from retrain.drift.profile import ReferenceProfile
-        data = load_profile_bytes(self.artifact_file(version), version.artifact_sha256)
-        return None if data is None else ReferenceProfile.from_bytes(data)
+    def verify_artifact(self, version: ModelVersion) -> None:
+        """Raise ``ArtifactIntegrityError`` unless the version's artifact is there and matches
+        its sha256 (a switch checks this before anything is announced)."""
+        verified_bytes(self.artifact_file(version), version.artifact_sha256)
+
+    def load_profile_bytes(self, version: ModelVersion) -> bytes | None:
+        """The version's drift reference profile as stored in its artifact (sha256 verified;
+        ``retrain.drift.profile.ReferenceProfile.from_bytes`` reads it); None for versions
+        stored without one."""
+        return load_profile_bytes(self.artifact_file(version), version.artifact_sha256)
 
     def artifact_file(self, version: ModelVersion) -> Path:
         """Where a version's artifact is. Paths are stored relative to the artifacts folder,
@@ -239,11 +280,14 @@ class Registry:
             self._audit(s, model_name, action, actor or default_actor(), reason, version_id, details)
 
     def promote(self, version_id: str, *, reason: str, actor: str | None = None,
-                details: dict[str, Any] | None = None,
+                details: dict[str, Any] | None = None, allow_rejected: bool = False,
                 expected_production: str | None | object = ANY_PRODUCTION,
                 closing: str | None = None,
                 within: Callable[[Session], None] | None = None) -> ModelVersion:
         """Make ``version_id`` production and archive the previous one, in one transaction.
+
+        A rejected version is refused unless ``allow_rejected`` (``retrain promote --force``,
+        an experiment's winner), which the audit event records as an override.
 
         ``expected_production`` (a version id, or None for "no production version yet") makes
         the switch conditional: if production is no longer the version a decision was based
@@ -259,47 +303,45 @@ class Registry:
         """
         if (closing is None) != (within is None):
             raise ValueError("closing (the experiment's id) and within (what closes it) go together")
-        return self._switch(version_id, reason=reason, actor=actor, details=details,
-                            expected_production=expected_production, closing=closing,
-                            within=within, end_experiment=False)
+        version, _ = self._switch(version_id, action="promoted", reason=reason, actor=actor,
+                                  details=details, allow_rejected=allow_rejected,
+                                  expected_production=expected_production, closing=closing,
+                                  within=within)
+        return version
 
-    def _switch(self, version_id: str, *, reason: str, actor: str | None,
-                details: dict[str, Any] | None, expected_production: str | None | object,
-                closing: str | None, within: Callable[[Session], None] | None,
-                end_experiment: bool) -> ModelVersion:
-        """``promote`` and ``rollback``: with ``end_experiment`` an active experiment (other
-        than ``closing``) is ended in the transaction instead of refusing the switch."""
+    def _switch(self, version_id: str, *, action: str, reason: str, actor: str | None,
+                details: dict[str, Any] | None, allow_rejected: bool,
+                expected_production: str | None | object, closing: str | None = None,
+                within: Callable[[Session], None] | None = None) -> tuple[ModelVersion, str | None]:
+        """``promote`` (action ``promoted``) and ``rollback_to`` (``rolled-back``, which ends an
+        active experiment in the transaction instead of refusing the switch). Returns the
+        version and the id of the experiment it ended, if any."""
         actor = actor or default_actor()
         model_name = self.get_version(version_id).model_name
+        ended = None
+        details = dict(details or {})
         try:
             with self._write(model_name) as s:
                 version = s.get(ModelVersion, version_id)
-                if version.status == "production":
-                    raise RegistryError(f"{version_id} is already production")
-                if version.status == "rejected" and not (details or {}).get("override"):
-                    raise RegistryError(f"{version_id} was rejected; promote it explicitly with "
-                                        "`retrain promote --force` to override")
                 previous = s.exec(select(ModelVersion).where(
                     ModelVersion.model_name == model_name,
                     ModelVersion.status == "production")).first()
                 current_id = previous.version_id if previous is not None else None
-                if expected_production is not ANY_PRODUCTION and current_id != expected_production:
-                    raise RegistryError(
-                        f"production of {model_name!r} is {current_id or 'none'}, not "
-                        f"{expected_production or 'none'} as expected (it changed meanwhile); "
-                        f"{version_id} was not promoted")
+                refusal = switch_refusal(version, current_id, action=action,
+                                         allow_rejected=allow_rejected,
+                                         expected_production=expected_production)
+                if refusal is not None:
+                    raise RegistryError(refusal)
+                if version.status == "rejected":
+                    details["override"] = True
                 active = s.exec(select(Experiment).where(
                     Experiment.model_name == model_name,
                     Experiment.status.in_(ACTIVE_EXPERIMENT_STATUSES))).first()
                 if active is not None and active.id != closing:
-                    if not end_experiment:
-                        raise ActiveExperimentError(
-                            f"{version_id} was not promoted: model {model_name!r} has an active "
-                            f"{_describe(active)}, which routes its traffic, so a new production "
-                            f"version would not be served. End it first with "
-                            f"{_how_to_end(active)}; in an emergency `retrain rollback "
-                            f"{model_name}` ends it and restores an earlier version", active.id)
+                    if action != "rolled-back":
+                        raise experiment_refusal(version_id, active)
                     self._end_experiment(s, active, version_id, actor)
+                    ended = active.id
                 now = utcnow()
                 if previous is not None:
                     s.exec(update(ModelVersion).where(ModelVersion.version_id == previous.version_id)
@@ -309,17 +351,15 @@ class Registry:
                 failpoint("promote:after-archive")
                 s.exec(update(ModelVersion).where(ModelVersion.version_id == version_id)
                        .values(status="production", promoted_at=now))
-                action = "rolled-back" if (details or {}).get("rollback") else "promoted"
                 self._audit(s, model_name, action, actor, reason, version_id,
-                            {**(details or {}),
-                             "previous_version": previous.version_id if previous else None})
+                            {**details, "previous_version": previous.version_id if previous else None})
                 if within is not None:
                     within(s)
                 failpoint("promote:before-commit")
         except IntegrityError:
             raise RegistryError(f"concurrent promotion of {model_name!r} detected; "
                                 "nothing was changed, retry") from None
-        return self.get_version(version_id)
+        return self.get_version(version_id), ended
 
     def _end_experiment(self, s: Session, experiment: Experiment, version_id: str,
                         actor: str) -> None:
@@ -361,17 +401,11 @@ class Registry:
             self._audit(s, model_name, action, actor, reason, version_id, details)
         return self.get_version(version_id)
 
-    def rollback(self, model_name: str, *, to: str | None = None, reason: str = "",
-                 actor: str | None = None) -> ModelVersion:
-        """Make an earlier production version production again (the last one by default).
-
-        Only a version that has been production before qualifies: a candidate that was never
-        promoted, or a rejected one, goes through ``promote`` (with ``--force`` if rejected).
-
-        The emergency path: unlike ``promote`` it works during an A/B test or rollout, and ends
-        it in the same transaction (status stopped, no traffic to its version B, audited as
-        ``ab-test-ended`` / ``rollout-aborted``), so the restored version is what is served.
-        """
+    def rollback_target(self, model_name: str, to: str | None = None) -> ModelVersion:
+        """The version a rollback restores: ``to`` (an id or number), or the last version that
+        was production before the current one. Only a version that has been production before
+        qualifies: a candidate that was never promoted, or a rejected one, goes through
+        ``promote`` (with ``--force`` if rejected)."""
         current = self.production_version(model_name)
         current_id = current.version_id if current else None
         if to is None:
@@ -379,20 +413,43 @@ class Registry:
                         and v.promoted_at is not None]
             if not archived:
                 raise RegistryError(f"model {model_name!r} has no earlier production version")
-            target = max(archived, key=lambda v: v.promoted_at)
-        else:
-            target = self.resolve_version(model_name, to)
-            if target.version_id == current_id:
-                raise RegistryError(f"{target.version_id} is already production")
-            if target.status != "archived" or target.promoted_at is None:
-                raise RegistryError(
-                    f"{target.version_id} is {target.status} and was never production, so there "
-                    f"is nothing to roll back to; use `retrain promote` to deploy it")
-        return self._switch(target.version_id, actor=actor,
+            return max(archived, key=lambda v: v.promoted_at)
+        target = self.resolve_version(model_name, to)
+        refusal = switch_refusal(target, current_id, action="rolled-back", allow_rejected=False,
+                                 expected_production=ANY_PRODUCTION)
+        if refusal is not None:
+            raise RegistryError(refusal)
+        return target
+
+    def rollback_to(self, version_id: str, *, reason: str = "", actor: str | None = None,
+                    details: dict[str, Any] | None = None,
+                    expected_production: str | None | object = ANY_PRODUCTION
+                    ) -> tuple[ModelVersion, str | None]:
+        """Make ``version_id`` (an earlier production version) production again, audited as
+        ``rolled-back``; returns it and the id of the experiment the rollback ended, if any.
+
+        The emergency path: unlike ``promote`` it works during an A/B test or rollout, and ends
+        it in the same transaction (status stopped, no traffic to its version B, audited as
+        ``ab-test-ended`` / ``rollout-aborted``), so the restored version is what is served.
+        """
+        model_name = self.get_version(version_id).model_name
+        current = self.production_version(model_name)
+        current_id = current.version_id if current else None
+        return self._switch(version_id, action="rolled-back", allow_rejected=False, actor=actor,
                             reason=reason or f"rollback from {current_id or 'none'}",
-                            details={"rollback": True, "rolled_back_from": current_id},
-                            expected_production=current_id, closing=None, within=None,
-                            end_experiment=True)
+                            details={"rolled_back_from": current_id, **(details or {})},
+                            expected_production=expected_production)
+
+    def rollback(self, model_name: str, *, to: str | None = None, reason: str = "",
+                 actor: str | None = None) -> ModelVersion:
+        """``rollback_to(rollback_target(model_name, to))``, on the condition that production
+        is still what it was when the target was chosen (without notices or a smoke check:
+        ``retrain.promotion.rollback_model`` is the announced path)."""
+        target = self.rollback_target(model_name, to)
+        current = self.production_version(model_name)
+        version, _ = self.rollback_to(target.version_id, reason=reason, actor=actor,
+                                      expected_production=current.version_id if current else None)
+        return version
 
     def withdraw(self, version_id: str, *, reason: str, actor: str | None = None) -> ModelVersion:
         """Take a production version out of service with no replacement (status rejected).

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from retrain.config import ServeConfig
+from retrain.experiments.manager import ABTestingManager
 from retrain.serve.app import check_exposure, create_app, is_loopback
 from retrain.serve.service import PredictionService
 from retrain.serve.writer import LogWriter
@@ -26,7 +27,6 @@ def build_app(workspace: Any, token: str | None, manager: Any = None, **options:
     """The FastAPI app serving ``workspace``'s registry (routing through an
     ``ABTestingManager`` whose cache lasts ``[serve] refresh_seconds``)."""
     if manager is None:
-        from retrain.experiments import ABTestingManager
         manager = ABTestingManager(workspace=workspace,
                                    cache_seconds=workspace.settings.serve.refresh_seconds)
     service = PredictionService(workspace.registry, manager, workspace.settings.serve)

@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from retrain.config import ServeConfig
 from retrain.errors import RegistryError, RetrainError
 from retrain.experiments.routing import Router, routed_versions
+from retrain.experiments.store import active_experiment
 from retrain.registry import Registry
 from retrain.serve.models import LoadedVersion, ModelCache
 from retrain.serve.writer import LogWriter
@@ -79,7 +80,7 @@ class PredictionService:
             max_queue=config.log_queue_size)
         # The manager's routing cache, kept warm by the maintenance thread (None for a
         # manager without one: its route() then reads the registry when its cache expires).
-        router = getattr(manager, "_router", None)
+        router = getattr(manager, "router", None)
         self._router: Router | None = router if isinstance(router, Router) else None
         self._known: frozenset[str] = frozenset()
         self._registry = {"reachable": False, "checked_at": None, "error": "not checked yet"}
@@ -160,7 +161,6 @@ class PredictionService:
         return versions
 
     def _active_experiment(self, model_name: str):
-        from retrain.experiments.store import active_experiment
         return active_experiment(self.registry, model_name)
 
     # Requests -------------------------------------------------------------------------------

@@ -113,7 +113,7 @@ def numeric_sample(values: Any) -> NumericSample:
         arr = values.cast(pl.Float64).to_numpy()
     else:
         try:
-            import pandas as pd
+            import pandas as pd  # late: only for a caller who passes pandas Series
             if isinstance(values, pd.Series):
                 integer = pd.api.types.is_integer_dtype(values.dtype) and not values.isna().any()
                 arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -348,6 +348,8 @@ def evidently_test(method: str, reference: Any, current: Any, categorical: bool,
 
     Returns ``(score, drifted, threshold)`` as Evidently reports them.
     """
+    # Late, here and in the two functions below: Evidently takes seconds to import, and only
+    # its own tests need it.
     from evidently.legacy.calculations.stattests.registry import get_stattest
     from evidently.legacy.core import ColumnType
 
@@ -361,6 +363,7 @@ def evidently_test(method: str, reference: Any, current: Any, categorical: bool,
 
 def evidently_supports(method: str, categorical: bool) -> bool:
     """Whether Evidently has a test of this name for this kind of column."""
+    # Late: see evidently_test.
     from evidently.legacy.calculations.stattests.registry import _registered_stat_tests
     from evidently.legacy.core import ColumnType
 
@@ -371,13 +374,14 @@ def evidently_supports(method: str, categorical: bool) -> bool:
 
 
 def evidently_methods() -> list[str]:
-    from evidently.legacy.calculations.stattests.registry import _registered_stat_tests
+    """The names of Evidently's registered stat tests."""
+    from evidently.legacy.calculations.stattests.registry import _registered_stat_tests  # late
     return sorted(_registered_stat_tests)
 
 
 def sample_to_pandas(sample: Sample):
     """The prepared column as Evidently's stat tests receive it (a pandas Series)."""
-    import pandas as pd
+    import pandas as pd  # late: only Evidently's tests take pandas
     if isinstance(sample, NumericSample):
         values = sample.values.astype(np.int64) if sample.integer else sample.values
         return pd.Series(values)

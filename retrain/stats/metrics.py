@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn import metrics as skm
 
 from retrain.errors import DataValidationError
 
@@ -15,6 +14,8 @@ LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
 
 def metric_value(metric: str, y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> float:
     """One metric for 0/1 labels and positive-class probabilities (labels need both classes)."""
+    # Late: scikit-learn takes seconds to import; naming and comparing metrics needs none of it.
+    from sklearn import metrics as skm
     proba = np.clip(np.asarray(proba, dtype=np.float64), 1e-15, 1 - 1e-15)
     if metric == "roc_auc":
         return float(skm.roc_auc_score(y_true, proba))

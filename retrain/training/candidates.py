@@ -10,7 +10,9 @@ from retrain.data import Schema
 from retrain.drift.profile import with_holdout
 from retrain.errors import RetrainError
 from retrain.modeling import encode_target, fit_model
+from retrain.records import Record
 from retrain.registry import ModelVersion
+from retrain.registry.registry import CURRENT
 from retrain.stats.metrics import compute_metrics
 from retrain.training.data import TrainingData
 from retrain.workspace import Workspace
@@ -18,9 +20,37 @@ from retrain.workspace import Workspace
 log = logging.getLogger("retrain")
 
 
-def check_production_compatible(ws: Workspace, model_name: str) -> None:
+class Candidate(Record):
+    """What training one model gave: the registered candidate and its holdout metrics, or the
+    error that stopped it (the other models are trained anyway)."""
+
+    model: str
+    candidate_version: str | None
+    metrics: dict[str, float] | None = None
+    error: str | None = None
+
+
+def train_candidates(ws: Workspace, models: list[str], data: TrainingData, reason: str = "",
+                     production: dict[str, ModelVersion | None] | None = None
+                     ) -> dict[str, Candidate]:
+    """One candidate per model, trained on ``data`` and registered; ``production``: each
+    model's production version as the run read it (default: now)."""
+    out: dict[str, Candidate] = {}
+    for name in models:
+        try:
+            check_production_compatible(ws, name, (production or {}).get(name, CURRENT))
+            version = train_candidate(ws, name, data, reason=reason)
+            out[name] = Candidate(model=name, candidate_version=version.version_id,
+                                  metrics=version.metrics)
+        except RetrainError as exc:
+            log.error("training %s failed: %s", name, exc)
+            out[name] = Candidate(model=name, candidate_version=None, error=str(exc))
+    return out
+
+
+def check_production_compatible(ws: Workspace, model_name: str, production=CURRENT) -> None:
     """The production version's features must still exist with the same type."""
-    production = ws.registry.production_version(model_name)
+    production = ws.registry.production_of(model_name, production)
     if production is not None:
         ws.store.schema(expected=Schema.from_dict(production.feature_schema))
 

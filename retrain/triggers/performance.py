@@ -4,14 +4,14 @@ feature store's, or the live traffic's) against its metric at promotion."""
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 
 from retrain.data import validate_frame
 from retrain.drift.check import load_profile
 from retrain.modeling import encode_target
+from retrain.records import Record
+from retrain.registry.registry import CURRENT
 from retrain.stats.bootstrap import drop_interval, relative_drop
 from retrain.stats.metrics import compute_metrics
 from retrain.triggers.live import live_outcomes
@@ -24,8 +24,9 @@ log = logging.getLogger("retrain")
 BOOTSTRAP_MAX_ROWS = 200_000
 
 
-@dataclass
-class PerformanceCheck:
+class PerformanceCheck(Record):
+    """The production model's primary metric on newly labeled rows against at promotion."""
+
     model: str
     triggered: bool
     metric: str
@@ -41,11 +42,11 @@ class PerformanceCheck:
     threshold: float | None = None
     source: str = "feature store"  # or "live feedback" (served predictions and their labels)
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def as_dict(self) -> dict:
+        return self.to_dict()
 
 
-def check_performance(ws: Workspace, model_name: str) -> PerformanceCheck:
+def check_performance(ws: Workspace, model_name: str, production=CURRENT) -> PerformanceCheck:
     """The production model's primary metric on new labeled rows vs its metric at promotion.
 
     The rows are the feature store's labeled rows newer than the training window, or, with
@@ -57,20 +58,23 @@ def check_performance(ws: Workspace, model_name: str) -> PerformanceCheck:
     """
     triggers = ws.settings.triggers
     metric = ws.settings.promotion.metric
-    production = ws.registry.production_version(model_name)
+    production = ws.registry.production_of(model_name, production)
+
+    def untriggered(note: str, **known) -> PerformanceCheck:
+        return PerformanceCheck(model=model_name, triggered=False, metric=metric, note=note, **known)
+
     if production is None:
-        return PerformanceCheck(model_name, False, metric, note="no production version yet")
+        return untriggered("no production version yet")
     outcomes = _live_outcomes(ws, production) if triggers.performance_source != "store" else None
     if outcomes is None or isinstance(outcomes, str):
         if triggers.performance_source == "live":
-            return PerformanceCheck(model_name, False, metric, note=outcomes or "", source="live feedback")
+            return untriggered(outcomes or "", source="live feedback")
         outcomes = _store_outcomes(ws, production)
         if isinstance(outcomes, str):
-            return PerformanceCheck(model_name, False, metric, note=outcomes)
+            return untriggered(outcomes)
     y, proba, source = outcomes
     if len(set(y.tolist())) < 2:
-        return PerformanceCheck(model_name, False, metric, rows=len(y), source=source,
-                                note=f"the labeled rows ({source}) have one class")
+        return untriggered(f"the labeled rows ({source}) have one class", rows=len(y), source=source)
     current = compute_metrics(y, proba)[metric]
     baseline = production.metrics[metric]
     drop = float(relative_drop(metric, baseline, current))
@@ -92,7 +96,8 @@ def check_performance(ws: Workspace, model_name: str) -> PerformanceCheck:
              "%.0f%% interval %.1f%% .. %.1f%%) -> %s", model_name, metric, baseline, current,
              len(y), source, 100 * drop, 100 * triggers.performance_confidence, 100 * lo, 100 * hi,
              "DEGRADED" if triggered else "ok")
-    return PerformanceCheck(model_name, triggered, metric, baseline, current, drop, len(y),
+    return PerformanceCheck(model=model_name, triggered=triggered, metric=metric,
+                            at_promotion=baseline, current=current, relative_drop=drop, rows=len(y),
                             drop_interval=[lo, hi], confidence=triggers.performance_confidence,
                             significant=significant,
                             threshold=triggers.performance_max_relative_drop, source=source)

@@ -1,4 +1,4 @@
-"""The daily drift check: the drift and volume checks alone.
+"""The daily drift check: the drift and volume checks alone (``retrain.pipeline.run_drift_check``).
 
     drift-check
       check-drift -> check-data-volume
@@ -15,9 +15,13 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run as current_run
 
-from retrain_prefect import dashboard
+from retrain.pipeline.context import RunContext
+from retrain.pipeline.run import run_drift_check
+from retrain_prefect import dashboard, events
 from retrain_prefect.common import step_settings, tag_current_run, workspace
-from retrain_prefect.flows.pipeline import check_data_volume, check_drift
+from retrain_prefect.runner import PrefectRunner
+
+PUBLISHERS = {"check-drift": events.checked_drift, "check-data-volume": events.checked_volume}
 
 
 def _run_name() -> str:
@@ -28,13 +32,14 @@ def _run_name() -> str:
 def drift_check(models: list[str] | None = None, config: str | None = None) -> dict[str, Any]:
     """Check drift and data volume for every model (or ``models``) and announce what needs
     retraining as events."""
-    names = workspace(config).model_names(models)
-    tag_current_run([f"model:{n}" for n in names])
+    ws = workspace(config)
+    context = RunContext.open(ws, models, reason="schedule", announce=True)
+    tag_current_run([f"model:{n}" for n in context.models])
     with step_settings():
-        drift = check_drift(names, config, announce=True)
-        volume = check_data_volume(names, config, announce=True)
-    dashboard.publish_checks(drift, volume)
-    return {"drift": drift, "volume": volume}
+        checks = run_drift_check(ws, runner=PrefectRunner(PUBLISHERS), context=context)
+    dashboard.publish_checks(checks)
+    return {"drift": {n: c.as_dict() for n, c in checks.drift.items()},
+            "volume": {n: c.to_dict() for n, c in checks.volume.items()}}
 
 
 if __name__ == "__main__":

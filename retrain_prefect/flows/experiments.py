@@ -20,7 +20,8 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from retrain_prefect.common import emit, notifier, workspace
+from retrain_prefect.common import notifier, workspace
+from retrain_prefect.events import emit
 from retrain_prefect.dashboard import artifact_key
 from retrain.experiments import ABTestingManager
 from retrain.experiments.analysis import jsonable as _jsonable

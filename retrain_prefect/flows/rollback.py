@@ -7,7 +7,8 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run as current_run
 
-from retrain_prefect.common import emit, notifier, tag_current_run, workspace
+from retrain_prefect.common import notifier, tag_current_run, workspace
+from retrain_prefect.events import emit
 from retrain.promotion import decisions as promotion
 
 

@@ -21,7 +21,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from retrain_prefect.common import emit, notifier, workspace
+from retrain_prefect.common import notifier, workspace
+from retrain_prefect.events import emit
 from retrain_prefect.dashboard import artifact_key
 from retrain_prefect.flows.experiments import check_ab_tests
 from retrain.experiments import ABTestingManager, advance_rollouts

@@ -147,10 +147,10 @@ def test_run_json_after_drift_compares_with_production(ran):
         cand = entry["metrics"]["candidate"]["roc_auc"]
         prod = entry["metrics"]["production"]["roc_auc"]
         assert entry["relative_improvement"] == pytest.approx((cand - prod) / prod)
-        expected = "promoted" if entry["relative_improvement"] >= 0.05 else "rejected"
-        assert entry["decision"] == expected
-    # The drifted month changes what predicts default: retraining pays off.
-    assert "promoted" in {e["decision"] for e in doc["models"].values()}
+        # The drifted month changes what predicts default: the seeded demo's challengers are
+        # about 28% better, significantly, so retraining pays off for both.
+        assert entry["relative_improvement"] > 0.2 and entry["decision"] == "promoted", entry
+        assert entry["production_version_after"] == f"{name}-v2"
 
 
 # retrain models / history --json -----------------------------------------------------------
@@ -169,10 +169,8 @@ def test_models_json(ran):
             datetime.fromisoformat(v["created_at"])
         production = [v["version_id"] for v in versions if v["status"] == "production"]
         assert production == [model["production_version"]]
-        decision = ran.second["models"][model["name"]]["decision"]
-        expected = {"promoted": ["archived", "production"],
-                    "rejected": ["production", "rejected"]}[decision]
-        assert [v["status"] for v in versions] == expected
+        assert ran.second["models"][model["name"]]["decision"] == "promoted"
+        assert [v["status"] for v in versions] == ["archived", "production"]
 
 
 def test_models_text_table(ran):
@@ -446,11 +444,24 @@ def test_promote_and_rollback(one_model, monkeypatch):
     assert _statuses(one_model) == {"lightgbm-v1": "production", "lightgbm-v2": "archived"}
     last = call_json("--config", one_model, "history", "lightgbm", "--json")["events"][-1]
     assert (last["action"], last["version_id"]) == ("rolled-back", "lightgbm-v1")
-    assert last["reason"] == "rollback from lightgbm-v2" and last["details"]["rollback"] is True
+    assert last["reason"] == "rollback from lightgbm-v2"
+    assert last["details"]["rolled_back_from"] == "lightgbm-v2"
 
     forward = call("--config", one_model, "rollback", "lightgbm", "--to", "2", "--reason", "undo")
     assert forward.rc == 0, forward.err
     assert _statuses(one_model) == {"lightgbm-v1": "archived", "lightgbm-v2": "production"}
+
+    # Every one of these changes was announced before and after, in that order.
+    notices = [(n["kind"], n["subject"]) for n in reversed(
+        call_json("--config", one_model, "notify", "--json", "--limit", "100")["notifications"])]
+    changes = [n for n in notices if n[0] in ("pending_promotion", "promotion", "rollback")]
+    assert changes[-6:] == [
+        ("pending_promotion", "[retrain] lightgbm: lightgbm-v2 will replace lightgbm-v1 in production"),
+        ("promotion", "[retrain] lightgbm: lightgbm-v2 promoted to production"),
+        ("pending_promotion", "[retrain] lightgbm: lightgbm-v1 will replace lightgbm-v2 in production"),
+        ("rollback", "[retrain] lightgbm: rolled back to lightgbm-v1"),
+        ("pending_promotion", "[retrain] lightgbm: lightgbm-v2 will replace lightgbm-v1 in production"),
+        ("rollback", "[retrain] lightgbm: rolled back to lightgbm-v2")]
 
     assert_one_line_error(call("--config", one_model, "rollback", "lightgbm", "--to", "7"), "lightgbm-v7")
     assert_one_line_error(call("--config", one_model, "rollback", "xgboost"), "'xgboost'")

@@ -13,7 +13,6 @@ from retrain.config import settings_from_dict
 from retrain.data import FeatureStore, Schema, fingerprint, temporal_split, validate_frame
 from retrain.errors import DataValidationError
 from retrain.training import load_training_data
-from retrain.workspace import Workspace
 
 
 def frame(n: int = 200, start: datetime = datetime(2026, 1, 1), seed: int = 0) -> pl.DataFrame:
@@ -191,6 +190,10 @@ def test_training_window_by_days_and_rows(tmp_path):
 
 def test_workspace_rejects_unknown_model(workspace):
     from retrain.errors import ConfigError
-    with pytest.raises(ConfigError, match="unknown model 'xgboost'"):
+    with pytest.raises(ConfigError, match="unknown model 'xgboost'; configured models: "
+                                          "random_forest, lightgbm"):
         workspace.model_names(["xgboost"])
-    assert isinstance(workspace, Workspace)
+    with pytest.raises(ConfigError, match="unknown model 'xgboost'"):
+        workspace.model_names(["lightgbm", "xgboost"])  # one bad name in a list is named too
+    assert workspace.model_names("lightgbm") == ["lightgbm"]
+    assert workspace.model_names(None) == workspace.model_names([]) == ["random_forest", "lightgbm"]

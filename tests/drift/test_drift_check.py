@@ -4,6 +4,7 @@ and the ``retrain drift`` command."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from contextlib import redirect_stderr, redirect_stdout
@@ -13,10 +14,11 @@ import pytest
 from conftest import SMALL
 from retrain.cli import main
 from retrain.demo import append_drifted_month, write_workspace
-from retrain.drift.check import check_drift, drift_event, table_artifact_rows
+from retrain.drift.check import check_drift
 from retrain.pipeline import run_pipeline
 from retrain.triggers import RetrainingTriggers
 from retrain.workspace import Workspace
+from retrain_prefect.events import drift_event
 
 MODEL = "lightgbm"
 
@@ -50,7 +52,7 @@ def parts(check) -> dict:
 def test_profile_gives_the_numbers_recomputing_gives(drifted):
     ws = open_ws(drifted)
     production = ws.registry.production_version(MODEL)
-    assert ws.registry.load_reference_profile(production) is not None
+    assert ws.registry.load_profile_bytes(production) is not None
     from_profile = check_drift(ws, MODEL)
     recomputed = check_drift(ws, MODEL, use_profile=False)
     assert (from_profile.reference, recomputed.reference) == ("profile", "window")
@@ -64,7 +66,7 @@ def test_a_version_without_a_profile_reads_its_window(workspace, monkeypatch, dr
     workspace.settings.drift.save_reports = False
     run_pipeline(workspace, models=[MODEL])
     production = workspace.registry.production_version(MODEL)
-    assert workspace.registry.load_reference_profile(production) is None
+    assert workspace.registry.load_profile_bytes(production) is None
     drift_month(workspace)
     check = check_drift(workspace, MODEL)
     assert check.reference == "window" and check.detected
@@ -105,7 +107,7 @@ def test_reports_and_event_payloads(drifted):
 
     result = check.as_dict()
     assert result["report"]["html"] == str(files.html)
-    name, payload = drift_event(result)
+    name, payload = drift_event(check)
     assert name == "retrain.drift.detected"
     assert payload["drifted_features"] == result["drifted_features"]
     assert payload["decision"]["rule"] == "bh" and payload["decision"]["alpha"] == 0.05
@@ -114,9 +116,9 @@ def test_reports_and_event_payloads(drifted):
     assert all("ks" in v or "chi2_homogeneity" in v for v in drifted_values.values())
     assert payload["report_html"] == str(files.html)
     json.dumps(payload)  # an event payload must be JSON
-    rows = table_artifact_rows(result)
-    assert {r["part"] for r in rows} == {"features", "label", "prediction"}
-    assert drift_event({**result, "detected": False})[0] == "retrain.drift.checked"
+    rows = check.summary().parts_tables()
+    assert {part for part, _ in rows} == {"features", "label", "prediction"}
+    assert drift_event(dataclasses.replace(check, detected=False))[0] == "retrain.drift.checked"
 
 
 def test_should_retrain_uses_the_engine(drifted):

@@ -99,7 +99,7 @@ def evaluation(candidate: str) -> dict:
     return {"model": MODEL, "candidate_version": candidate, "production_version": "lightgbm-v1",
             "metric": "roc_auc", "relative_improvement": 0.5,
             "metrics": {"candidate": {"roc_auc": 0.9}, "production": {"roc_auc": 0.6}},
-            "interval": None, "guardrails": None, "smoke_sample": None}
+            "interval": None, "guardrails": {}, "smoke_sample": None}
 
 
 def test_an_experiment_started_while_approval_was_pending_defers_the_promotion(manager,
@@ -113,8 +113,8 @@ def test_an_experiment_started_while_approval_was_pending_defers_the_promotion(m
         return Approval(approved=True, actor="alice")
 
     decision = apply_decision(ab_workspace, evaluation("lightgbm-v3"), approver=approver)
-    assert decision["decision"] == "awaiting-experiment", decision
-    assert decision["experiment_id"] == started["id"] and started["id"] in decision["reason"]
+    assert decision.decision == "awaiting-experiment", decision
+    assert decision.experiment_id == started["id"] and started["id"] in decision.reason
     registry = ab_workspace.registry
     assert registry.production_version(MODEL).version_id == "lightgbm-v1"
     assert actions(registry)[-2:] == ["approved", "awaiting-experiment"]
@@ -122,13 +122,14 @@ def test_an_experiment_started_while_approval_was_pending_defers_the_promotion(m
 
 def test_an_experiment_started_just_before_the_switch_defers_the_promotion(manager, ab_workspace,
                                                                            monkeypatch):
-    import retrain.promotion.decisions as promotion
+    import retrain.promotion.switch as switch
     test_id = start(manager, "ab_test")
-    # The experiment starts after apply_decision's own checks, right before the switch.
-    monkeypatch.setattr(promotion, "_live_experiment", lambda ws, model: None)
+    # The experiment starts after the switch's own guard, right before the registry switch:
+    # the registry refuses in the switch's transaction.
+    monkeypatch.setattr(switch, "active_experiment", lambda registry, model: None)
     decision = apply_decision(ab_workspace, evaluation("lightgbm-v3"))
-    assert decision["decision"] == "awaiting-experiment", decision
-    assert decision["experiment_id"] == test_id
+    assert decision.decision == "awaiting-experiment", decision
+    assert decision.experiment_id == test_id
     assert ab_workspace.registry.production_version(MODEL).version_id == "lightgbm-v1"
 
 

@@ -212,12 +212,12 @@ def test_the_pipeline_does_not_move_production_under_a_live_experiment(manager, 
     test = manager.create_ab_test(MODEL, "production", "lightgbm-v2", traffic_split=0.5)
     drift_month(ab_workspace)
     document = run_pipeline(ab_workspace, [MODEL])
-    decision = document["models"][MODEL]
-    assert decision["decision"] == "awaiting-experiment", decision
-    assert test["test_id"] in decision["reason"] and "retrain promote" in decision["reason"]
+    decision = document.models[MODEL]
+    assert decision.decision == "awaiting-experiment", decision
+    assert test["test_id"] in decision.reason and "retrain promote" in decision.reason
     registry = ab_workspace.registry
     assert registry.production_version(MODEL).version_id == "lightgbm-v1"
-    candidate = registry.get_version(decision["candidate_version"])
+    candidate = registry.get_version(decision.candidate_version)
     assert candidate.status == "candidate"
     assert registry.history(MODEL)[-1].action == "awaiting-experiment"
     manager.refresh()

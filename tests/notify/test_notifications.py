@@ -45,7 +45,7 @@ def test_notice_goes_out_before_the_pointer_moves(workspace, drift_month):
         run_pipeline(workspace, models=["lightgbm"])
         drift_month(workspace)
         doc = run_pipeline(workspace, models=["lightgbm"], reason="schedule")
-    assert doc["models"]["lightgbm"]["decision"] == "promoted"
+    assert doc.models["lightgbm"].decision == "promoted"
     kinds = [(r.message["X-Retrain-Kind"], r.observed) for r in server.received]
     assert kinds == [
         ("pending_promotion", None),          # bootstrap notice: nothing in production yet
@@ -84,7 +84,7 @@ def test_mail_server_down_then_up_delivers_everything_once(workspace, drift_mont
     port = free_port()  # nothing listens here yet
     mail_to(workspace, port)
     doc = run_pipeline(workspace, models=["lightgbm"])  # must not fail
-    assert doc["success"] and doc["models"]["lightgbm"]["decision"] == "bootstrapped"
+    assert doc.success and doc.models["lightgbm"].decision == "bootstrapped"
     service = NotificationService(workspace=workspace)
     pending = service.outbox.messages(status="pending")
     assert [m.kind for m in reversed(pending)] == ["pending_promotion", "promotion", "retraining_summary"]
@@ -180,66 +180,96 @@ def test_rollback_by_command_is_audited_and_notified(workspace, drift_month):
         before = len(server.received)
         result = rollback_model(workspace, "lightgbm", reason="complaints from the risk team")
     assert result == {"model": "lightgbm", "production_version": "lightgbm-v1",
-                      "rolled_back_from": "lightgbm-v2", "reason": "complaints from the risk team"}
+                      "rolled_back_from": "lightgbm-v2", "reason": "complaints from the risk team",
+                      "outcome": "switched"}
     assert workspace.registry.production_version("lightgbm").version_id == "lightgbm-v1"
     last = workspace.registry.history("lightgbm")[-1]
     assert (last.action, last.version_id, last.reason) == ("rolled-back", "lightgbm-v1",
                                                            "complaints from the risk team")
+    # A rollback is a production change like any other: announced before and after.
     assert [r.subject for r in server.received[before:]] == [
+        "[retrain] lightgbm: lightgbm-v1 will replace lightgbm-v2 in production",
         "[retrain] lightgbm: rolled back to lightgbm-v1"]
     assert "complaints from the risk team" in server.received[-1].part("text/plain")
 
 
-def test_failed_smoke_check_rolls_back(workspace, drift_month):
-    """The deployed artifact does not predict what was evaluated (here: the recorded smoke
-    predictions differ): the smoke check catches it, production goes back to the previous
-    version, and everyone is told."""
+def _candidate_evaluation(workspace, reason: str = "drift"):
+    from retrain.evaluation.evaluate import evaluate_candidates
+    from retrain.training import load_training_data
+    from retrain.training.candidates import train_candidates
+
+    data = load_training_data(workspace)
+    return evaluate_candidates(workspace, train_candidates(workspace, ["lightgbm"], data, reason),
+                               data)["lightgbm"]
+
+
+def _tamper_smoke_sample(workspace, evaluation):
+    """Make the recorded smoke predictions differ from what the artifact predicts (as a
+    deployed artifact that does not predict what was evaluated would)."""
     import hashlib
     import io
 
     import polars as pl
 
-    from retrain.pipeline import deploy_step, evaluate_step, retrain_step
-    from retrain.training import load_training_data
+    smoke = workspace.registry.artifacts_dir / evaluation.smoke_sample.path
+    tampered = pl.read_parquet(smoke).with_columns(pl.col("expected_probability") * 0.5)
+    buf = io.BytesIO()
+    tampered.write_parquet(buf)
+    smoke.write_bytes(buf.getvalue())
+    return evaluation.model_copy(update={"smoke_sample": evaluation.smoke_sample.model_copy(
+        update={"sha256": hashlib.sha256(buf.getvalue()).hexdigest()})})
+
+
+def test_failed_smoke_check_rolls_back(workspace, drift_month):
+    """The deployed artifact does not predict what was evaluated: the smoke check catches it,
+    production goes back to the previous version through the same switch (announced before
+    and after), and everyone is told."""
+    from retrain.promotion.decisions import decide_all
 
     port = free_port()
     mail_to(workspace, port)
     with SmtpServer(port) as server:
         run_pipeline(workspace, models=["lightgbm"])
         drift_month(workspace)
-        data = load_training_data(workspace)
-        evaluations = evaluate_step(workspace, retrain_step(workspace, ["lightgbm"], data, "drift"), data)
-        smoke = workspace.registry.artifacts_dir / evaluations["lightgbm"]["smoke_sample"]["path"]
-        tampered = pl.read_parquet(smoke).with_columns(pl.col("expected_probability") * 0.5)
-        buf = io.BytesIO()
-        tampered.write_parquet(buf)
-        smoke.write_bytes(buf.getvalue())
-        evaluations["lightgbm"]["smoke_sample"]["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+        evaluation = _tamper_smoke_sample(workspace, _candidate_evaluation(workspace))
         before = len(server.received)
-        decision = deploy_step(workspace, evaluations)["lightgbm"]
-    assert decision["decision"] == "rolled-back"
-    assert "predicts differently from the evaluated model on 200 of 200" in decision["reason"]
+        decision = decide_all(workspace, {"lightgbm": evaluation})["lightgbm"]
+    assert decision.decision == "rolled-back"
+    assert "predicts differently from the evaluated model on 200 of 200" in decision.reason
     assert workspace.registry.production_version("lightgbm").version_id == "lightgbm-v1"
     assert workspace.registry.get_version("lightgbm-v2").status == "archived"
-    actions = [e.action for e in workspace.registry.history("lightgbm")][-3:]
-    assert actions == ["promoted", "archived", "rolled-back"]
-    assert [r.message["X-Retrain-Kind"] for r in server.received[before:]] == [
-        "pending_promotion", "rollback"]
+    actions = [e.action for e in workspace.registry.history("lightgbm")][-4:]
+    assert actions == ["archived", "promoted", "archived", "rolled-back"]
+    assert [r.subject for r in server.received[before:]] == [
+        "[retrain] lightgbm: lightgbm-v2 will replace lightgbm-v1 in production",
+        "[retrain] lightgbm: lightgbm-v1 will replace lightgbm-v2 in production",
+        "[retrain] lightgbm: rolled back to lightgbm-v1"]
     assert "smoke check after promotion failed" in server.received[-1].part("text/plain")
 
 
-def test_corrupt_artifact_after_promotion_withdraws_a_first_version(workspace):
-    from retrain.pipeline import deploy_step, evaluate_step, retrain_step
-    from retrain.training import load_training_data
+def test_a_first_version_that_fails_its_smoke_check_is_withdrawn(workspace):
+    from retrain.promotion.decisions import decide_all
 
-    data = load_training_data(workspace)
-    evaluations = evaluate_step(workspace, retrain_step(workspace, ["lightgbm"], data, "manual"), data)
-    path = workspace.registry.artifact_file(workspace.registry.get_version("lightgbm-v1"))
-    path.write_bytes(path.read_bytes()[:-10])
-    decision = deploy_step(workspace, evaluations)["lightgbm"]
-    assert decision["decision"] == "rolled-back" and "sha256" in decision["reason"]
+    evaluation = _tamper_smoke_sample(workspace, _candidate_evaluation(workspace, "manual"))
+    decision = decide_all(workspace, {"lightgbm": evaluation})["lightgbm"]
+    assert decision.decision == "rolled-back" and "smoke check" in decision.reason
     assert workspace.registry.production_version("lightgbm") is None
     assert workspace.registry.history("lightgbm")[-1].action == "withdrawn"
+    kinds = [m.kind for m in reversed(NotificationService(workspace=workspace).outbox.messages())]
+    assert kinds == ["pending_promotion", "pending_promotion", "rollback"]
+
+
+def test_a_corrupt_artifact_is_refused_before_anything_is_announced(workspace):
+    from retrain.promotion.decisions import decide_all
+
+    evaluation = _candidate_evaluation(workspace, "manual")
+    path = workspace.registry.artifact_file(workspace.registry.get_version("lightgbm-v1"))
+    path.write_bytes(path.read_bytes()[:-10])
+    decision = decide_all(workspace, {"lightgbm": evaluation})["lightgbm"]
+    assert decision.decision == "failed" and "sha256" in decision.reason
+    assert workspace.registry.production_version("lightgbm") is None
+    assert workspace.registry.get_version("lightgbm-v1").status == "candidate"
+    assert NotificationService(workspace=workspace).outbox.messages() == []
 
 
 def test_notify_command_flushes_the_outbox(workspace, capsys):

@@ -22,7 +22,7 @@ def actions(ws: Workspace, model: str) -> list[str]:
 
 def test_bootstrap_then_drift_promotes(workspace, drift_month):
     doc = run_pipeline(workspace)
-    assert {m["decision"] for m in doc["models"].values()} == {"bootstrapped"}
+    assert {m.decision for m in doc.models.values()} == {"bootstrapped"}
     assert production(workspace) == {"random_forest": "random_forest-v1", "lightgbm": "lightgbm-v1"}
     assert actions(workspace, "lightgbm") == ["registered", "evaluated", "promoted"]
     promoted = workspace.registry.history("lightgbm")[-1]
@@ -30,33 +30,32 @@ def test_bootstrap_then_drift_promotes(workspace, drift_month):
 
     drift_month(workspace)
     doc = run_pipeline(workspace, reason="schedule")
-    assert doc["reason"] == "schedule"
-    assert doc["triggers"]["drift"]["detected"] is True
-    assert "debt_to_income" in doc["triggers"]["drift"]["drifted_features"]
-    assert doc["triggers"]["volume"]["met"] is True and doc["triggers"]["volume"]["new_rows"] == 2000
-    for name, m in doc["models"].items():
-        assert m["production_version_before"] == f"{name}-v1"
-        assert m["candidate_version"] == f"{name}-v2"
-        assert m["metrics"]["production"]["roc_auc"] < m["metrics"]["candidate"]["roc_auc"]
-        expected = "promoted" if m["relative_improvement"] >= 0.05 else "rejected"
-        assert m["decision"] == expected
-    assert any(m["decision"] == "promoted" for m in doc["models"].values())
-    # Exactly one production version per model, the old one archived and kept.
-    for name in workspace.settings.model_names:
-        statuses = [v.status for v in workspace.registry.versions(name)]
-        assert statuses.count("production") == 1
-        if doc["models"][name]["decision"] == "promoted":
-            assert statuses == ["archived", "production"]
-            assert workspace.registry.load(workspace.registry.get_version(f"{name}-v1"))
+    assert doc.reason == "schedule"
+    assert doc.triggers.drift.detected is True
+    assert "debt_to_income" in doc.triggers.drift.drifted_features
+    assert doc.triggers.volume.met is True and doc.triggers.volume.new_rows == 2000
+    # The drifted month changes what predicts default: the seeded demo's challengers are far
+    # better (about +28% ROC AUC) and significantly so, so both are promoted.
+    for name, m in doc.models.items():
+        assert m.production_version_before == f"{name}-v1"
+        assert m.candidate_version == f"{name}-v2"
+        assert m.relative_improvement > 0.2, (name, m.relative_improvement)
+        assert m.decision == "promoted", (name, m.reason)
+        assert "significant" in m.reason and "needs +5.00%" in m.reason
+        assert m.production_version_after == f"{name}-v2"
+        # Exactly one production version per model, the old one archived and kept.
+        assert [v.status for v in workspace.registry.versions(name)] == ["archived", "production"]
+        assert workspace.registry.load(workspace.registry.get_version(f"{name}-v1"))
+        assert actions(workspace, name)[-4:] == ["registered", "evaluated", "archived", "promoted"]
 
 
 def test_no_new_data_skips_and_records_why(workspace):
     run_pipeline(workspace)
     doc = run_pipeline(workspace)
-    assert doc["retrained"] is False
-    for name, m in doc["models"].items():
-        assert m["decision"] == "skipped"
-        assert "no trigger fired" in m["reason"] and "0 new rows < 1000" in m["reason"]
+    assert doc.retrained is False
+    for name, m in doc.models.items():
+        assert m.decision == "skipped"
+        assert "no trigger fired" in m.reason and "0 new rows < 1000" in m.reason
         assert actions(workspace, name)[-1] == "skipped"
     assert production(workspace) == {"random_forest": "random_forest-v1", "lightgbm": "lightgbm-v1"}
 
@@ -64,12 +63,12 @@ def test_no_new_data_skips_and_records_why(workspace):
 def test_forced_retrain_on_the_same_data_is_rejected(workspace):
     run_pipeline(workspace)
     doc = run_pipeline(workspace, force=True, models=["lightgbm"])
-    m = doc["models"]["lightgbm"]
-    assert list(doc["models"]) == ["lightgbm"]
-    assert m["trigger"] == "forced"
+    m = doc.models["lightgbm"]
+    assert list(doc.models) == ["lightgbm"]
+    assert m.trigger == "forced"
     # Same data and seed: the same model, so no improvement at all.
-    assert m["relative_improvement"] == pytest.approx(0.0)
-    assert m["decision"] == "rejected" and "needs +5.00%" in m["reason"]
+    assert m.relative_improvement == pytest.approx(0.0)
+    assert m.decision == "rejected" and "needs +5.00%" in m.reason
     assert workspace.registry.production_version("lightgbm").version_id == "lightgbm-v1"
     assert workspace.registry.get_version("lightgbm-v2").status == "rejected"
     assert actions(workspace, "lightgbm")[-1] == "rejected"
@@ -80,12 +79,12 @@ def test_threshold_zero_promotes_an_equal_model_only_without_significance(make_w
     run_pipeline(ws, models=["lightgbm"])
     ws.settings.promotion.min_relative_improvement = 0.0
     doc = run_pipeline(ws, force=True, models=["lightgbm"])
-    m = doc["models"]["lightgbm"]
+    m = doc.models["lightgbm"]
     # An identical model: the interval of the difference is [0, 0], not above zero.
-    assert m["decision"] == "rejected" and "not significant" in m["reason"]
+    assert m.decision == "rejected" and "not significant" in m.reason
     ws.settings.promotion.require_significance = False
     doc = run_pipeline(ws, force=True, models=["lightgbm"])
-    assert doc["models"]["lightgbm"]["decision"] == "promoted"
+    assert doc.models["lightgbm"].decision == "promoted"
 
 
 def test_lower_is_better_metric(make_workspace, drift_month):
@@ -93,10 +92,15 @@ def test_lower_is_better_metric(make_workspace, drift_month):
     ws.settings.promotion.metric = "log_loss"
     run_pipeline(ws, models=["lightgbm"])
     drift_month(ws)
-    m = run_pipeline(ws, models=["lightgbm"])["models"]["lightgbm"]
-    cand, prod = m["metrics"]["candidate"]["log_loss"], m["metrics"]["production"]["log_loss"]
-    assert m["relative_improvement"] == pytest.approx((prod - cand) / prod)
-    assert m["decision"] == ("promoted" if m["relative_improvement"] >= 0.05 else "rejected")
+    m = run_pipeline(ws, models=["lightgbm"]).models["lightgbm"]
+    cand, prod = m.metrics.candidate["log_loss"], m.metrics.production["log_loss"]
+    # Lower is better: the improvement is the relative reduction, and here it is large (the
+    # seeded demo: log loss about 0.54 against 0.70).
+    assert cand < prod
+    assert m.relative_improvement == pytest.approx((prod - cand) / prod)
+    assert m.relative_improvement > 0.15
+    assert m.metric == "log_loss" and m.decision == "promoted", m.reason
+    assert m.reason.startswith(f"log_loss {cand:.4f} vs {prod:.4f} in production")
 
 
 def test_bad_data_fails_the_run_and_leaves_the_registry_intact(workspace, drift_month):
@@ -130,22 +134,25 @@ def test_performance_trigger_in_a_run(workspace, drift_month):
     drift_month(workspace, rows=500)
     workspace.settings.drift.drift_share = 1.0  # only the performance trigger can fire
     doc = run_pipeline(workspace, check_performance=True)
-    assert doc["triggers"]["performance"]["triggered"] is True
-    assert all("performance" in m["trigger"] for m in doc["models"].values())
+    assert doc.triggers.performance.triggered is True
+    assert all("performance" in m.trigger for m in doc.models.values())
 
 
 def test_production_changed_since_evaluation_is_not_overwritten(workspace, drift_month):
     """A run does not replace a production version its candidate was never compared with."""
-    from retrain.pipeline import deploy_step, evaluate_step, retrain_step
+    from retrain.evaluation.evaluate import evaluate_candidates
+    from retrain.promotion.decisions import decide_all
     from retrain.training import load_training_data
+    from retrain.training.candidates import train_candidates
 
     run_pipeline(workspace, models=["lightgbm"])
     drift_month(workspace)
     data = load_training_data(workspace)
-    evaluations = evaluate_step(workspace, retrain_step(workspace, ["lightgbm"], data, "drift"), data)
+    evaluations = evaluate_candidates(
+        workspace, train_candidates(workspace, ["lightgbm"], data, "drift"), data)
     # Meanwhile another run registers and promotes its own candidate.
-    other = retrain_step(workspace, ["lightgbm"], data, "manual")["lightgbm"]["candidate_version"]
+    other = train_candidates(workspace, ["lightgbm"], data, "manual")["lightgbm"].candidate_version
     workspace.registry.promote(other, reason="another run")
-    decision = deploy_step(workspace, evaluations)["lightgbm"]
-    assert decision["decision"] == "failed" and "changed meanwhile" in decision["reason"]
+    decision = decide_all(workspace, evaluations)["lightgbm"]
+    assert decision.decision == "failed" and "changed meanwhile" in decision.reason
     assert workspace.registry.production_version("lightgbm").version_id == other

@@ -46,7 +46,8 @@ def approval_setup(harness, make_workspace, drift_month, monkeypatch):
     result: dict = {}
 
     def run():
-        result["doc"] = flows.retraining_pipeline(config=config, models=["lightgbm"], reason="drift")
+        result["doc"] = flows.retraining_pipeline(config=config, models=["lightgbm"],
+                                                  reason="drift").to_dict()
 
     thread = threading.Thread(target=run, daemon=True)
     with get_client(sync_client=True) as client:

@@ -91,7 +91,7 @@ def artifact(client, key: str, flow_run_id: UUID):
 def run_flow(flows, **parameters):
     state = flows.retraining_pipeline(**parameters, return_state=True)
     assert state.is_completed(), state
-    return state.state_details.flow_run_id, state.result()
+    return state.state_details.flow_run_id, state.result().to_dict()
 
 
 def registry_snapshot(config: Path) -> tuple[dict, int]:
@@ -133,18 +133,16 @@ def test_bootstrap_then_drift_then_skip(pipeline, client, make_workspace, drift_
         assert entry["production_version_before"] == f"{name}-v1"
         assert entry["candidate_version"] == f"{name}-v2"
         assert entry["metrics"]["production"] is not None
-        expected = "promoted" if entry["relative_improvement"] >= 0.05 else "rejected"
-        assert entry["decision"] == expected
+        # The seeded demo's challengers are about 28% better after the drifted month.
+        assert entry["relative_improvement"] > 0.2 and entry["decision"] == "promoted", entry
         production = [v.version_id for v in registry.versions(name) if v.status == "production"]
-        assert production == [f"{name}-v2" if expected == "promoted" else f"{name}-v1"]
+        assert production == [f"{name}-v2"]
         trail = [(e.action, e.version_id) for e in registry.history(name)][3:]
-        assert trail == [("registered", f"{name}-v2"), ("evaluated", f"{name}-v2")] + (
-            [("archived", f"{name}-v1"), ("promoted", f"{name}-v2")] if expected == "promoted"
-            else [("rejected", f"{name}-v2")])
+        assert trail == [("registered", f"{name}-v2"), ("evaluated", f"{name}-v2"),
+                         ("archived", f"{name}-v1"), ("promoted", f"{name}-v2")]
         decision_event = registry.history(name)[-1]
         assert decision_event.actor == ACTOR and "needs +5.00%" in decision_event.reason
         assert decision_event.details["metrics"]["production"] is not None
-    assert "promoted" in {m["decision"] for m in doc2["models"].values()}
 
     children = assert_nested(client, run2, RETRAIN_STEPS)
     tags = {"reason:schedule", "model:lightgbm", "model:random_forest"}

@@ -10,8 +10,6 @@ import hashlib
 import io
 import json
 import os
-import time
-from uuid import UUID
 
 import polars as pl
 import pytest
@@ -19,6 +17,7 @@ import pytest
 from retrain.notify.outbox import Outbox
 from retrain.pipeline import run_pipeline
 from retrain.workspace import Workspace
+from prefect_events import subflow_run, wait_for_events
 from smtp_server import SmtpServer, free_port
 
 pytestmark = pytest.mark.slow
@@ -45,20 +44,6 @@ def mail(make_workspace, monkeypatch):
     common._open_workspace.cache_clear()
 
 
-def wait_for_events(client, name: str, flow_run_id: UUID, count: int, timeout: float = 60):
-    """Events called ``name`` emitted by flow run ``flow_run_id``, as the server stored them
-    (they arrive asynchronously, so poll)."""
-    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
-    event_filter = EventFilter(event=EventNameFilter(name=[name]),
-                               related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]))
-    deadline = time.monotonic() + timeout
-    while True:
-        events = client.read_events(filter=event_filter, limit=50).events
-        if len(events) >= count or time.monotonic() > deadline:
-            return events
-        time.sleep(0.5)
-
-
 def two_production_versions(ws: Workspace, drift_month) -> None:
     """lightgbm-v1, then lightgbm-v2 trained on a drifted month and promoted over it."""
     run_pipeline(ws, models=[MODEL])
@@ -78,7 +63,7 @@ def test_rollback_flow_restores_the_previous_version(harness, client, mail, drif
         state = rollback_model(model=MODEL, reason=reason, config=str(config), return_state=True)
     assert state.is_completed(), state
     expected = {"model": MODEL, "production_version": f"{MODEL}-v1",
-                "rolled_back_from": f"{MODEL}-v2", "reason": reason}
+                "rolled_back_from": f"{MODEL}-v2", "reason": reason, "outcome": "switched"}
     assert state.result() == expected
 
     registry = Workspace.open(config).registry
@@ -92,9 +77,11 @@ def test_rollback_flow_restores_the_previous_version(harness, client, mail, drif
     assert (row.kind, row.channel, row.status, row.model_name) == ("rollback", "email", "sent", MODEL)
     assert row.payload == {"version_id": f"{MODEL}-v1", "rolled_back_from": f"{MODEL}-v2",
                            "reason": reason}
-    [received] = server.received[before:]
+    # Announced before and after, like every production change.
+    notice, received = server.received[before:]
+    assert notice.subject == f"[retrain] {MODEL}: {MODEL}-v1 will replace {MODEL}-v2 in production"
     assert received.subject == f"[retrain] {MODEL}: rolled back to {MODEL}-v1"
-    assert reason in received.part("text/plain")
+    assert reason in notice.part("text/plain") and reason in received.part("text/plain")
 
     run_id = state.state_details.flow_run_id
     run = client.read_flow_run(run_id)
@@ -123,49 +110,66 @@ def test_rollback_with_nothing_to_go_back_to_fails_and_changes_nothing(harness, 
     assert not wait_for_events(client, "retrain.model.rolled-back", run_id, 1, timeout=2)
 
 
-def tamper_with_smoke_sample(ws: Workspace, evaluation: dict) -> None:
+def tamper_with_smoke_sample(ws: Workspace, evaluation):
     """Make the predictions recorded at evaluation differ from what the deployed artifact
-    predicts (as tests/test_notifications.py::test_failed_smoke_check_rolls_back does), with
-    a matching checksum, so only the smoke check's comparison can catch it."""
-    smoke = ws.registry.artifacts_dir / evaluation["smoke_sample"]["path"]
+    predicts (as tests/notify/test_notifications.py::test_failed_smoke_check_rolls_back
+    does), with a matching checksum, so only the smoke check's comparison can catch it."""
+    smoke = ws.registry.artifacts_dir / evaluation.smoke_sample.path
     tampered = pl.read_parquet(smoke).with_columns(pl.col("expected_probability") * 0.5)
     buf = io.BytesIO()
     tampered.write_parquet(buf)
     smoke.write_bytes(buf.getvalue())
-    evaluation["smoke_sample"]["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+    return evaluation.model_copy(update={"smoke_sample": evaluation.smoke_sample.model_copy(
+        update={"sha256": hashlib.sha256(buf.getvalue()).hexdigest()})})
 
 
 def test_deploy_models_after_a_failed_smoke_check_rolls_back_and_says_so(harness, client, mail,
                                                                         drift_month):
-    from retrain_prefect.flows.pipeline import deploy_models
-    from retrain.pipeline import evaluate_step, retrain_step
+    """The pipeline's deploy-models step, run by the Prefect runner with the pipeline's
+    publishers inside a flow, on a candidate whose smoke check fails."""
+    from prefect import flow
+
+    from retrain.evaluation.evaluate import evaluate_candidates
+    from retrain.pipeline import steps
+    from retrain.pipeline.context import RunContext
     from retrain.training import load_training_data
+    from retrain.training.candidates import train_candidates
+    from retrain_prefect.common import notifier, workspace
+    from retrain_prefect.flows.pipeline import PUBLISHERS
+    from retrain_prefect.runner import PrefectRunner
+
+    @flow(name="deploy-one")
+    def deploy_one(evaluations, config: str):
+        ws = workspace(config)
+        context = RunContext.open(ws, [MODEL], notifier=notifier(ws))
+        return PrefectRunner(PUBLISHERS)(steps.deploy_models, context, evaluations)
 
     ws, config, port = mail
     with SmtpServer(port) as server:
         run_pipeline(ws, models=[MODEL])
         drift_month(ws)
         data = load_training_data(ws)
-        evaluations = evaluate_step(ws, retrain_step(ws, [MODEL], data, "drift"), data)
-        tamper_with_smoke_sample(ws, evaluations[MODEL])
+        evaluations = evaluate_candidates(ws, train_candidates(ws, [MODEL], data, "drift"), data)
+        evaluations[MODEL] = tamper_with_smoke_sample(ws, evaluations[MODEL])
         before = len(server.received)
-        state = deploy_models(evaluations, config=str(config), return_state=True)
+        state = deploy_one(evaluations, str(config), return_state=True)
     assert state.is_completed(), state
     decision = state.result()[MODEL]
-    assert decision["decision"] == "rolled-back"
-    assert decision["reason"].startswith("smoke check after promotion failed: ")
+    assert decision.decision == "rolled-back"
+    assert decision.reason.startswith("smoke check after promotion failed: ")
 
     registry = Workspace.open(config).registry
     assert registry.production_version(MODEL).version_id == f"{MODEL}-v1"
     assert registry.get_version(f"{MODEL}-v2").status == "archived"
     last = registry.history(MODEL)[-1]
-    assert (last.action, last.version_id, last.reason) == ("rolled-back", f"{MODEL}-v1", decision["reason"])
+    assert (last.action, last.version_id, last.reason) == ("rolled-back", f"{MODEL}-v1", decision.reason)
     assert [r.message["X-Retrain-Kind"] for r in server.received[before:]] == [
-        "pending_promotion", "rollback"]
+        "pending_promotion", "pending_promotion", "rollback"]
     [row] = Outbox(registry, ws.settings.notifications).messages(limit=1)
     assert (row.kind, row.status, row.payload["rolled_back_from"]) == ("rollback", "sent", f"{MODEL}-v2")
 
-    [event] = wait_for_events(client, "retrain.model.rolled-back", state.state_details.flow_run_id, 1)
+    deploy_run = subflow_run(client, state.state_details.flow_run_id, "deploy-models")
+    [event] = wait_for_events(client, "retrain.model.rolled-back", deploy_run, 1)
     assert event.resource.id == f"retrain.model.{MODEL}" and event.resource.name == MODEL
     # From the candidate that failed its check back to the version it was compared with.
     assert event.payload["decision"] == "rolled-back"
@@ -174,5 +178,5 @@ def test_deploy_models_after_a_failed_smoke_check_rolls_back_and_says_so(harness
     # The keys rollback-model's event has too.
     assert (event.payload["production_version"], event.payload["rolled_back_from"]) == (
         f"{MODEL}-v1", f"{MODEL}-v2")
-    assert event.payload["reason"] == decision["reason"]
+    assert event.payload["reason"] == decision.reason
     assert "smoke rows" in event.payload["reason"]

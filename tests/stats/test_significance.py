@@ -71,7 +71,7 @@ def _evaluation(y, champion, challenger, policy: PromotionConfig, all_metrics: b
         cand = {metric: metric_value(metric, y, challenger)}
         prod = {metric: metric_value(metric, y, champion)}
     return {
-        "metric": metric, "production_version": "m-v1", "candidate_version": "m-v2",
+        "model": "m", "metric": metric, "production_version": "m-v1", "candidate_version": "m-v2",
         "metrics": {"candidate": cand, "production": prod},
         "relative_improvement": relative_improvement(metric, cand[metric], prod[metric]),
         "interval": improvement_interval(y, champion, challenger, metric).as_dict(),

@@ -18,3 +18,13 @@ def wait_for_events(client, name: str, flow_run_id: UUID, count: int, timeout: f
         if len(events) >= count or time.monotonic() > deadline:
             return events
         time.sleep(0.5)
+
+
+def subflow_run(client, parent_id: UUID, flow_name: str) -> UUID:
+    """The id of the run of ``flow_name`` nested under flow run ``parent_id``."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    names = {f.id: f.name for f in client.read_flows()}
+    runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])))
+    [run] = [r for r in runs if names[r.flow_id] == flow_name]
+    return run.id

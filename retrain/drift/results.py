@@ -1,0 +1,103 @@
+"""A drift check's result as a record: what the run document, the events and ``retrain drift
+--json`` carry for one model (``DriftCheck.summary()`` makes it)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from retrain.records import Record
+
+
+class FeatureRow(Record):
+    """One feature's short row: PSI rounded to 4 places, KS p-value to 4 significant digits."""
+
+    feature: str
+    kind: Literal["numeric", "categorical"]
+    psi: float | None
+    ks_pvalue: float | None
+    drifted: bool
+
+
+class MethodRow(Record):
+    """One feature's value for one method and what it means."""
+
+    feature: str
+    kind: Literal["numeric", "categorical"]
+    method: str
+    value: float
+    threshold: float
+    drifted: bool
+
+
+class DriftedFeature(Record):
+    """A drifted feature with its value per method and the p-value its decision used."""
+
+    feature: str
+    kind: Literal["numeric", "categorical"]
+    values: dict[str, float]
+    pvalue: float | None
+
+
+class DriftPart(Record):
+    """Label or prediction drift: reported beside feature drift, triggering only when
+    ``[drift] trigger_on`` names it."""
+
+    detected: bool
+    note: str = ""
+    table: list[MethodRow] = []
+    drifted: list[DriftedFeature] = []
+    reference_rows: int | None = None
+    current_rows: int | None = None
+    decision: str | None = None
+
+
+class ReportFiles(Record):
+    """Where the check's report files are: ``drift.json`` (our numbers), Evidently's HTML
+    report and JSON snapshot (None when Evidently could not render them)."""
+
+    directory: str
+    result: str
+    html: str | None = None
+    snapshot: str | None = None
+
+
+class ModelDrift(Record):
+    """One model's drift check. Without rows to compare (no production version yet, no new
+    rows) only the first six fields are set and ``note`` says why."""
+
+    model: str
+    detected: bool
+    drifted_features: list[str] = []
+    share: float = 0.0
+    note: str = ""
+    triggered_by: list[Literal["features", "label", "prediction"]] = []
+    features: list[FeatureRow] | None = None
+    table: list[MethodRow] | None = None
+    drifted: list[DriftedFeature] | None = None
+    reference_rows: int | None = None
+    current_rows: int | None = None
+    thresholds: dict[str, Any] | None = None
+    methods: list[str] | None = None
+    decision: str | None = None
+    reference: Literal["profile", "window"] | None = None
+    label_drift: DriftPart | None = None
+    prediction_drift: DriftPart | None = None
+    report: ReportFiles | None = None
+
+    def rule(self) -> str:
+        """The dataset-level drift rule, in words."""
+        thresholds = self.thresholds or {}
+        rule = self.decision or "share"
+        if rule == "share" and "drift_share" in thresholds:
+            return f"share of drifted features >= {thresholds['drift_share']}"
+        if rule in ("bh", "bonferroni") and "alpha" in thresholds:
+            name = "Benjamini-Hochberg" if rule == "bh" else "Bonferroni"
+            return f"{name} at alpha {thresholds['alpha']}"
+        return rule
+
+    def parts_tables(self) -> list[tuple[str, MethodRow]]:
+        """Every method row with its part (features, label, prediction)."""
+        rows = [("features", r) for r in self.table or []]
+        for part, result in (("label", self.label_drift), ("prediction", self.prediction_drift)):
+            rows += [(part, r) for r in (result.table if result else [])]
+        return rows
