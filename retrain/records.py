@@ -29,3 +29,4 @@ class Record(BaseModel):
         """``value`` as this type: a record is returned as it is, a mapping is validated
         (a wrong or missing key is a ``pydantic.ValidationError`` that names it)."""
         return value if isinstance(value, cls) else cls.model_validate(dict(value))
+

@@ -13,7 +13,7 @@ log = logging.getLogger("retrain")
 
 def cmd_approve(args: argparse.Namespace) -> int:
     """Answer a promotion waiting for approval in a paused flow run."""
-    from retrain.registry.registry import default_actor
+    from retrain.registry.rules import default_actor
     orchestrator = require(args.orchestrator, "answering a paused promotion")
     approve = args.command == "approve"
     comment = (args.comment if approve else args.reason) or ""

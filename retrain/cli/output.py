@@ -7,6 +7,8 @@ import logging
 import sys
 from typing import Any
 
+from retrain.serialization import json_default
+
 log = logging.getLogger("retrain")
 
 
@@ -17,14 +19,6 @@ def setup_logging(verbose: bool) -> None:
     log.handlers = [handler]
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     log.propagate = False
-
-
-def json_default(value: Any) -> Any:
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)
 
 
 def print_json(document: Any) -> None:

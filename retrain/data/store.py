@@ -9,6 +9,7 @@ Everything that leaves this module has been validated: a bad column raises
 from __future__ import annotations
 
 import glob
+import os
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,12 +36,24 @@ class FeatureStore:
     def __init__(self, settings: Settings):
         self.config: DataConfig = settings.data
         self.source = settings.data_source
+        # The last scan and the files it was made of, (path, mtime, size) each: the checks and
+        # the training of one run read the same files, so their schemas are read once.
+        self._scanned: tuple[tuple, pl.LazyFrame] | None = None
 
     # Reading --------------------------------------------------------------------------------
     def scan(self) -> pl.LazyFrame:
+        """Every row with a timestamp, lazily, the files checked for consistent column types."""
         files = _source_files(self.source)
         if not files:
             raise DataValidationError(None, f"no Parquet or CSV files found at {self.source}")
+        stamp = tuple((f, (st := os.stat(f)).st_mtime_ns, st.st_size) for f in files)
+        if self._scanned is not None and self._scanned[0] == stamp:
+            return self._scanned[1]
+        frame = self._scan(files)
+        self._scanned = (stamp, frame)
+        return frame
+
+    def _scan(self, files: list[str]) -> pl.LazyFrame:
         frames = []
         for f in files:
             if f.lower().endswith(".parquet"):

@@ -29,7 +29,7 @@ from retrain.drift.results import (DriftedFeature, DriftPart, FeatureRow, Method
 from retrain.errors import RetrainError
 from retrain.modeling import encode_target
 from retrain.registry import ModelVersion
-from retrain.registry.registry import CURRENT
+from retrain.registry.rules import CURRENT
 from retrain.workspace import Workspace
 
 log = logging.getLogger("retrain")

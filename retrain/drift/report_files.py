@@ -22,6 +22,7 @@ import polars as pl
 
 from retrain.config import DriftConfig
 from retrain.data import Schema
+from retrain.serialization import json_default
 from retrain.reporting.evidently import render_evidently
 
 log = logging.getLogger("retrain")
@@ -52,14 +53,6 @@ def report_directory(base: Path, model_name: str, when: datetime | None = None) 
     return path
 
 
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
-
-
 def write_reports(directory: Path, result: dict[str, Any], *,
                   reference_sample: pl.DataFrame | None, current_sample: pl.DataFrame | None,
                   schema: Schema, config: DriftConfig,
@@ -69,7 +62,7 @@ def write_reports(directory: Path, result: dict[str, Any], *,
     check's result stands without it."""
     directory.mkdir(parents=True, exist_ok=True)
     files = DriftReportFiles(directory, directory / "drift.json")
-    files.result.write_text(json.dumps(result, indent=2, default=_json_default))
+    files.result.write_text(json.dumps(result, indent=2, default=json_default))
     html, snapshot = directory / "report.html", directory / "snapshot.json"
     if rendered is not None and rendered.html is not None and rendered.snapshot is not None:
         shutil.copyfile(rendered.html, html)

@@ -14,7 +14,7 @@ from retrain.evaluation.results import Evaluation, Guardrail, Holdout, Interval,
 from retrain.evaluation.smoke import write_smoke_sample
 from retrain.modeling import encode_target
 from retrain.registry import ModelVersion
-from retrain.registry.registry import CURRENT
+from retrain.registry.rules import CURRENT
 from retrain.reporting.evaluation import evaluation_line
 from retrain.stats.metrics import compute_metrics, relative_improvement
 from retrain.stats.paired import improvement_interval

@@ -18,7 +18,7 @@ from sqlmodel import select as sm_select
 
 from retrain.errors import DataValidationError, RegistryError
 from retrain.registry import Registry
-from retrain.registry.registry import default_actor
+from retrain.registry.rules import default_actor
 from retrain.registry.tables import (ACTIVE_EXPERIMENT_STATUSES, VARIANTS, AuditEvent,
                                      Experiment, Feedback, ModelVersion, PredictionLog, utcnow)
 

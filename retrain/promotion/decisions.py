@@ -14,7 +14,7 @@ from retrain.promotion.approval import Approver, requires_approval
 from retrain.promotion.results import Decision
 from retrain.promotion.rule import decide
 from retrain.promotion.switch import ProductionChange, SwitchResult, change_production
-from retrain.registry.registry import ActiveExperimentError
+from retrain.registry.rules import ActiveExperimentError
 from retrain.registry.tables import Experiment
 from retrain.workspace import Workspace
 

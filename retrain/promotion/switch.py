@@ -37,7 +37,7 @@ from retrain.evaluation.results import Evaluation, SmokeSample
 from retrain.evaluation.smoke import recorded_smoke_sample, smoke_check
 from retrain.experiments.store import active_experiment, get_experiment
 from retrain.promotion.approval import Approval, Approver
-from retrain.registry.registry import ANY_PRODUCTION, experiment_refusal, switch_refusal
+from retrain.registry.rules import ANY_PRODUCTION, experiment_refusal, switch_refusal
 from retrain.workspace import Workspace
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from retrain.errors import RetrainError
 from retrain.modeling import encode_target, fit_model
 from retrain.records import Record
 from retrain.registry import ModelVersion
-from retrain.registry.registry import CURRENT
+from retrain.registry.rules import CURRENT
 from retrain.stats.metrics import compute_metrics
 from retrain.training.data import TrainingData
 from retrain.workspace import Workspace

@@ -11,7 +11,7 @@ from retrain.data import validate_frame
 from retrain.drift.check import load_profile
 from retrain.modeling import encode_target
 from retrain.records import Record
-from retrain.registry.registry import CURRENT
+from retrain.registry.rules import CURRENT
 from retrain.stats.bootstrap import drop_interval, relative_drop
 from retrain.stats.metrics import compute_metrics
 from retrain.triggers.live import live_outcomes

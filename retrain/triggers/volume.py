@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from retrain.records import Record
-from retrain.registry.registry import CURRENT
+from retrain.registry.rules import CURRENT
 from retrain.workspace import Workspace
 
 log = logging.getLogger("retrain")

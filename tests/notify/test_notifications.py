@@ -12,6 +12,7 @@ from retrain.notify import NotificationService
 from retrain.pipeline import run_pipeline
 from retrain.promotion import rollback_model
 from retrain.registry import Registry
+from smoke_samples import tamper_smoke_sample
 from smtp_server import SmtpServer, free_port
 
 RECIPIENTS = ["ml-team@example.com", "ops@example.com"]
@@ -203,23 +204,6 @@ def _candidate_evaluation(workspace, reason: str = "drift"):
                                data)["lightgbm"]
 
 
-def _tamper_smoke_sample(workspace, evaluation):
-    """Make the recorded smoke predictions differ from what the artifact predicts (as a
-    deployed artifact that does not predict what was evaluated would)."""
-    import hashlib
-    import io
-
-    import polars as pl
-
-    smoke = workspace.registry.artifacts_dir / evaluation.smoke_sample.path
-    tampered = pl.read_parquet(smoke).with_columns(pl.col("expected_probability") * 0.5)
-    buf = io.BytesIO()
-    tampered.write_parquet(buf)
-    smoke.write_bytes(buf.getvalue())
-    return evaluation.model_copy(update={"smoke_sample": evaluation.smoke_sample.model_copy(
-        update={"sha256": hashlib.sha256(buf.getvalue()).hexdigest()})})
-
-
 def test_failed_smoke_check_rolls_back(workspace, drift_month):
     """The deployed artifact does not predict what was evaluated: the smoke check catches it,
     production goes back to the previous version through the same switch (announced before
@@ -231,7 +215,7 @@ def test_failed_smoke_check_rolls_back(workspace, drift_month):
     with SmtpServer(port) as server:
         run_pipeline(workspace, models=["lightgbm"])
         drift_month(workspace)
-        evaluation = _tamper_smoke_sample(workspace, _candidate_evaluation(workspace))
+        evaluation = tamper_smoke_sample(workspace, _candidate_evaluation(workspace))
         before = len(server.received)
         decision = decide_all(workspace, {"lightgbm": evaluation})["lightgbm"]
     assert decision.decision == "rolled-back"
@@ -250,7 +234,7 @@ def test_failed_smoke_check_rolls_back(workspace, drift_month):
 def test_a_first_version_that_fails_its_smoke_check_is_withdrawn(workspace):
     from retrain.promotion.decisions import decide_all
 
-    evaluation = _tamper_smoke_sample(workspace, _candidate_evaluation(workspace, "manual"))
+    evaluation = tamper_smoke_sample(workspace, _candidate_evaluation(workspace, "manual"))
     decision = decide_all(workspace, {"lightgbm": evaluation})["lightgbm"]
     assert decision.decision == "rolled-back" and "smoke check" in decision.reason
     assert workspace.registry.production_version("lightgbm") is None

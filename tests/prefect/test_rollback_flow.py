@@ -6,18 +6,16 @@ read back from the test harness's Prefect server.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
 
-import polars as pl
 import pytest
 
 from retrain.notify.outbox import Outbox
 from retrain.pipeline import run_pipeline
 from retrain.workspace import Workspace
 from prefect_events import subflow_run, wait_for_events
+from smoke_samples import tamper_smoke_sample
 from smtp_server import SmtpServer, free_port
 
 pytestmark = pytest.mark.slow
@@ -110,19 +108,6 @@ def test_rollback_with_nothing_to_go_back_to_fails_and_changes_nothing(harness, 
     assert not wait_for_events(client, "retrain.model.rolled-back", run_id, 1, timeout=2)
 
 
-def tamper_with_smoke_sample(ws: Workspace, evaluation):
-    """Make the predictions recorded at evaluation differ from what the deployed artifact
-    predicts (as tests/notify/test_notifications.py::test_failed_smoke_check_rolls_back
-    does), with a matching checksum, so only the smoke check's comparison can catch it."""
-    smoke = ws.registry.artifacts_dir / evaluation.smoke_sample.path
-    tampered = pl.read_parquet(smoke).with_columns(pl.col("expected_probability") * 0.5)
-    buf = io.BytesIO()
-    tampered.write_parquet(buf)
-    smoke.write_bytes(buf.getvalue())
-    return evaluation.model_copy(update={"smoke_sample": evaluation.smoke_sample.model_copy(
-        update={"sha256": hashlib.sha256(buf.getvalue()).hexdigest()})})
-
-
 def test_deploy_models_after_a_failed_smoke_check_rolls_back_and_says_so(harness, client, mail,
                                                                         drift_month):
     """The pipeline's deploy-models step, run by the Prefect runner with the pipeline's
@@ -150,7 +135,7 @@ def test_deploy_models_after_a_failed_smoke_check_rolls_back_and_says_so(harness
         drift_month(ws)
         data = load_training_data(ws)
         evaluations = evaluate_candidates(ws, train_candidates(ws, [MODEL], data, "drift"), data)
-        evaluations[MODEL] = tamper_with_smoke_sample(ws, evaluations[MODEL])
+        evaluations[MODEL] = tamper_smoke_sample(ws, evaluations[MODEL])
         before = len(server.received)
         state = deploy_one(evaluations, str(config), return_state=True)
     assert state.is_completed(), state
