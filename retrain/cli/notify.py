@@ -26,10 +26,16 @@ def cmd_notify(args: argparse.Namespace) -> int:
     from retrain.notify import NotificationService
     from retrain.reporting.tables import text_table
     from retrain.workspace import Workspace
-    service = NotificationService(workspace=Workspace.open(args.config))
+    ws = Workspace.open(args.config)
+    service = NotificationService(workspace=ws)
     if args.retry_failed:
         log.info("%d failed notification(s) queued again", service.outbox.retry_failed())
-    counts = service.flush(now=True) if (args.flush or args.retry_failed) else None
+    counts = None
+    if args.flush or args.retry_failed:
+        from retrain.promotion.switch import finish_interrupted
+        for line in finish_interrupted(ws, service):
+            log.warning("interrupted production switch: %s", line)
+        counts = service.flush(now=True)
     rows = service.outbox.messages(status=args.status, limit=args.limit)
     if args.json:
         print_json({"delivered": counts, "notifications": [
@@ -63,7 +69,8 @@ def register(sub, workspace_options: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("notify", parents=[workspace_options],
                        help="the notification outbox: list, deliver pending, retry failed")
-    p.add_argument("--flush", action="store_true", help="deliver every pending notification now")
+    p.add_argument("--flush", action="store_true",
+                   help="finish interrupted production switches, deliver every pending notification now")
     p.add_argument("--retry-failed", action="store_true", help="queue failed notifications again and deliver")
     p.add_argument("--status", choices=["pending", "sent", "failed"], help="only list these")
     p.add_argument("--limit", type=int, default=30)

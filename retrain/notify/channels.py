@@ -8,7 +8,7 @@ import smtplib
 import socket
 import ssl
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from pathlib import Path
 
 import httpx
@@ -43,6 +43,12 @@ def tls_context(config: NotificationsConfig) -> ssl.SSLContext:
                             f"not PEM CA certificates ({exc})") from None
 
 
+def message_id(message: Notification) -> str:
+    """The Message-ID of an outbox row: a pure function of the row (its id and when it was
+    written), the same on every attempt, so a receiver can drop a redelivered duplicate."""
+    return f"<retrain-{message.id}.{message.created_at:%Y%m%d%H%M%S%f}@retrain.local>"
+
+
 def send_email(config: NotificationsConfig, message: Notification, password: str | None = None) -> None:
     """Deliver ``message`` by SMTP. With ``starttls`` the connection is upgraded before
     anything else is said (a server that does not offer STARTTLS is an error, never a silent
@@ -58,7 +64,7 @@ def send_email(config: NotificationsConfig, message: Notification, password: str
     email["To"] = ", ".join(message.recipients)
     email["Date"] = formatdate(localtime=False)
     # Stable per outbox row: a receiver can drop a duplicate after a crash mid-delivery.
-    email["Message-ID"] = make_msgid(idstring=f"retrain-{message.id}", domain="retrain.local")
+    email["Message-ID"] = message_id(message)
     email["X-Retrain-Kind"] = message.kind
     email["X-Retrain-Notification-Id"] = str(message.id)
     email.set_content(message.body_text)

@@ -1,4 +1,11 @@
-"""The outbox table's operations: enqueue, claim with a lease, mark sent or retry later."""
+"""The outbox table's operations: write rows (on their own or inside another transaction),
+claim with a lease, mark sent or retry later, hold and release a switch's notices.
+
+Delivery keeps the order rows were written in, per model and channel: a row that cannot go
+yet (waiting out its retry backoff, held for a smoke check, or being delivered by another
+process) holds back every later row of the same model on the same channel, so a "pending
+promotion" notice is never overtaken by the promotion notice that follows it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from datetime import timedelta
 from typing import Any, Callable
 
 from sqlalchemy import or_, update
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from retrain.config import NotificationsConfig
 from retrain.registry import Registry
@@ -23,17 +30,43 @@ class Outbox:
         self.registry = registry
         self.config = config
 
-    def enqueue(self, *, kind: str, channel: str, subject: str, body_text: str, body_html: str = "",
-                recipients: list[str] | None = None, model_name: str | None = None,
-                payload: dict[str, Any] | None = None) -> int:
-        with self.registry.transaction() as s:
-            row = Notification(kind=kind, channel=channel, subject=subject, body_text=body_text,
-                               body_html=body_html, recipients=recipients or [],
-                               model_name=model_name, payload=payload or {})
-            s.add(row)
-            s.flush()
-            return row.id
+    # Writing --------------------------------------------------------------------------------
+    @staticmethod
+    def add(session: Session, *, kind: str, channel: str, subject: str, body_text: str,
+            body_html: str = "", recipients: list[str] | None = None,
+            model_name: str | None = None, payload: dict[str, Any] | None = None,
+            status: str = "pending", switch_id: str | None = None) -> Notification:
+        """One row, in the caller's transaction (a switch writes its notices with itself)."""
+        row = Notification(kind=kind, channel=channel, subject=subject, body_text=body_text,
+                           body_html=body_html, recipients=recipients or [],
+                           model_name=model_name, payload=payload or {}, status=status,
+                           switch_id=switch_id)
+        session.add(row)
+        session.flush()
+        return row
 
+    def enqueue(self, **fields: Any) -> int:
+        """One pending row in a transaction of its own; returns its id."""
+        with self.registry.transaction() as s:
+            return self.add(s, **fields).id
+
+    @staticmethod
+    def release_in(session: Session, switch_id: str) -> int:
+        """The switch's held rows become pending (its smoke check has run)."""
+        result = session.exec(update(Notification).where(
+            Notification.switch_id == switch_id, Notification.status == "held")
+            .values(status="pending", next_attempt_at=utcnow()))
+        return result.rowcount
+
+    @staticmethod
+    def cancel_in(session: Session, switch_id: str) -> int:
+        """The switch's held rows are never sent (the smoke check undid the switch)."""
+        result = session.exec(update(Notification).where(
+            Notification.switch_id == switch_id, Notification.status == "held")
+            .values(status="cancelled"))
+        return result.rowcount
+
+    # Delivering -----------------------------------------------------------------------------
     def _claim(self, notification_id: int) -> Notification | None:
         """Take a due message for delivery; None if someone else holds it or it is done."""
         now = utcnow()
@@ -63,27 +96,42 @@ class Outbox:
                     row.next_attempt_at = now + timedelta(seconds=delay)
             s.add(row)
 
-    def due_ids(self, ids: list[int] | None = None) -> list[int]:
+    def due_ids(self, ids: list[int] | None = None) -> list[tuple[int, str]]:
+        """``(id, channel)`` of the rows that may be delivered now, oldest first: pending and
+        due, with no earlier row of the same model and channel still waiting (pending but
+        not due, held, or leased by another delivery)."""
         now = utcnow()
         with self.registry.reading() as s:
-            query = select(Notification.id).where(Notification.status == "pending",
-                                                  Notification.next_attempt_at <= now)
-            if ids is not None:
-                query = query.where(Notification.id.in_(ids))
-            return list(s.exec(query.order_by(Notification.id)))
+            rows = s.exec(select(Notification.id, Notification.channel, Notification.model_name,
+                                 Notification.status, Notification.next_attempt_at,
+                                 Notification.lease_until)
+                          .where(Notification.status.in_(("pending", "held")))
+                          .order_by(Notification.id)).all()
+        waiting: set[tuple[str | None, str]] = set()
+        due = []
+        for row_id, channel, model_name, status, next_attempt_at, lease_until in rows:
+            key = (model_name, channel)
+            ready = (status == "pending" and next_attempt_at <= now
+                     and (lease_until is None or lease_until < now))
+            if key in waiting or not ready:
+                waiting.add(key)
+                continue
+            if ids is None or row_id in ids:
+                due.append((row_id, channel))
+            else:  # a row the caller did not ask for still goes first
+                waiting.add(key)
+        return due
 
     def deliver(self, send: Callable[[Notification], None], ids: list[int] | None = None,
                 *, stop_channel_on_error: bool = True) -> dict[str, int]:
-        """Deliver due messages in the order they were written.
+        """Deliver the rows that may go now (``due_ids``), in the order they were written.
 
-        After a failure on a channel, later messages of that channel wait too, so a "pending
-        promotion" notice is never overtaken by the promotion notice that follows it.
+        After a failure on a channel, later rows of that channel wait too (this time), and the
+        failed row's own model keeps waiting on that channel until it is delivered.
         """
         counts = {"sent": 0, "retry": 0, "failed": 0, "skipped": 0}
         blocked: set[str] = set()
-        for notification_id in self.due_ids(ids):
-            with self.registry.reading() as s:
-                channel = s.get(Notification, notification_id).channel
+        for notification_id, channel in self.due_ids(ids):
             if channel in blocked:
                 counts["skipped"] += 1
                 continue
@@ -106,6 +154,7 @@ class Outbox:
                 counts["sent"] += 1
         return counts
 
+    # Reading and maintenance ----------------------------------------------------------------
     def messages(self, status: str | None = None, limit: int = 100) -> list[Notification]:
         with self.registry.reading() as s:
             query = select(Notification)

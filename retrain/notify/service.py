@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlmodel import Session
+
 from retrain.reporting import messages
 from retrain.notify.channels import send_email, send_log, send_webhook
 from retrain.reporting.messages import Message
@@ -47,14 +49,22 @@ class NotificationService:
         else:
             send_log(self.config, row)
 
+    def write(self, session: Session, message: Message, *, status: str = "pending",
+              switch_id: str | None = None) -> list[int]:
+        """``message``'s rows, one per channel, in the caller's transaction (``held`` rows
+        wait for ``Outbox.release_in``)."""
+        return [Outbox.add(session, kind=message.kind, channel=channel, subject=message.subject,
+                           body_text=message.text, body_html=message.html,
+                           recipients=self.email_recipients if channel == "email" else [],
+                           model_name=message.model_name, payload=message.payload,
+                           status=status, switch_id=switch_id).id
+                for channel in self.channels()]
+
     def notify(self, message: Message, deliver: bool = True) -> list[int]:
         """Store ``message`` for every channel, then deliver what is due (never raises for a
         channel that is down)."""
-        ids = [self.outbox.enqueue(kind=message.kind, channel=channel, subject=message.subject,
-                                   body_text=message.text, body_html=message.html,
-                                   recipients=self.email_recipients if channel == "email" else [],
-                                   model_name=message.model_name, payload=message.payload)
-               for channel in self.channels()]
+        with self.workspace.registry.transaction() as session:
+            ids = self.write(session, message)
         if deliver:
             self.flush()
         return ids

@@ -19,6 +19,7 @@ from retrain.pipeline.report_files import RunReports, write_run_reports
 from retrain.pipeline.runner import step
 from retrain.promotion.decisions import decide_all
 from retrain.promotion.results import Decision
+from retrain.promotion.switch import finish_interrupted
 from retrain.reporting.run import run_summary_text
 from retrain.training.candidates import Candidate, train_candidates
 from retrain.training.data import TrainingData, load_training_data
@@ -32,7 +33,10 @@ log = logging.getLogger("retrain")
 
 @step("flush-notifications", kind="task", retries=2, retry_delay_seconds=5)
 def flush_notifications(context: RunContext) -> dict[str, int]:
-    """Deliver notifications still pending from earlier runs (a mail server that was down)."""
+    """Finish production switches an earlier process left half done, and deliver the
+    notifications still pending (a mail server that was down)."""
+    for line in finish_interrupted(context.workspace, context.service):
+        log.warning("interrupted production switch: %s", line)
     counts = context.service.flush()
     if counts["sent"] or counts["retry"] or counts["failed"]:
         log.info("outbox: %d delivered, %d to retry, %d failed", counts["sent"], counts["retry"],

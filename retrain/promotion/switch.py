@@ -13,31 +13,51 @@ path, in this order:
 2. **approval**, where the change requires it (a pipeline promotion under
    ``require_approval``); no approver leaves it ``awaiting-approval``; the guard is checked
    again after the answer, which can take hours;
-3. **the target's artifact is verified** (sha256) before anything is announced;
-4. **the pending notice** ("X will replace Y") is delivered, or queued first when a channel
-   is down;
+3. **the target's artifact is verified** (sha256), and what the registry would refuse is
+   refused, before anything is announced;
+4. **the pending notice** ("X will replace Y"), written in one transaction with the switch's
+   record (``ProductionSwitch``, state ``announced``), then delivered (or left queued when a
+   channel is down);
 5. **the conditional switch**: only if production is still the version the change was decided
-   against (``expected_production``), in one registry transaction with its audit events;
+   against (``expected_production``), in one registry transaction with its audit events, the
+   record's move to ``switched`` and the rows of the notice after, which are *held*;
 6. **the smoke check**, where a smoke sample exists (the one recorded when the version was
    evaluated): the deployed artifact re-scores it; any difference undoes the switch through
-   this same function (back to the previous version, or withdrawing a first version);
-7. **the notice after**: promoted, rolled back, or withdrawn.
+   this same function (back to the previous version, or withdrawing a first version), and
+   the held notice is cancelled;
+7. **the notice after** (promoted, rolled back, withdrawn) is released with the record's move
+   to ``checked``, and delivered.
+
+A switch that is refused after its pending notice went out (production changed meanwhile, an
+experiment started) is followed by a notice that says it did not happen. A process that dies
+part way leaves the record behind: :func:`finish_interrupted` (run by every pipeline run and
+by ``retrain notify --flush``) sends the "did not happen" notice for a switch that never
+committed, and runs the smoke check and releases (or cancels) the notices of one that did.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
-from sqlmodel import Session
+from sqlalchemy import update
+from sqlmodel import Session, select
 
 from retrain.errors import RegistryError
 from retrain.evaluation.results import Evaluation, SmokeSample
 from retrain.evaluation.smoke import recorded_smoke_sample, smoke_check
 from retrain.experiments.store import active_experiment, get_experiment
+from retrain.failpoints import failpoint
+from retrain.notify.outbox import Outbox
 from retrain.promotion.approval import Approval, Approver
 from retrain.registry.rules import ANY_PRODUCTION, experiment_refusal, switch_refusal
+from retrain.registry.tables import ProductionSwitch, utcnow
+from retrain.reporting import messages
 from retrain.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -48,6 +68,8 @@ log = logging.getLogger("retrain")
 ChangeKind = Literal["promotion", "rollback", "withdrawal"]
 Outcome = Literal["switched", "undone", "awaiting-approval", "approval-rejected"]
 LOOK_UP = object()  # ProductionChange.smoke_sample: the one recorded at the version's evaluation
+# A switch record whose process runs on another machine is taken over after this long.
+STALE_AFTER = timedelta(minutes=30)
 
 
 @dataclass
@@ -99,7 +121,8 @@ def change_production(ws: Workspace, change: ProductionChange, notifier: "Notifi
                       approver: Approver | None = None) -> SwitchResult:
     """Make ``change`` in the order the module describes; raises ``ActiveExperimentError``
     under a live experiment and ``RegistryError`` (production changed meanwhile, a broken
-    artifact, a version that cannot take this change) with nothing changed or announced."""
+    artifact, a version that cannot take this change); what was announced by then is
+    followed by a notice that the change did not happen."""
     registry = ws.registry
     version = registry.get_version(change.version_id)
     if version.model_name != change.model:
@@ -118,34 +141,41 @@ def change_production(ws: Workspace, change: ProductionChange, notifier: "Notifi
             return SwitchResult("approval-rejected", change.model, change.version_id,
                                 _current(ws, change.model), why, approved_by=answer.actor)
         actor = approved_by = answer.actor
-        _guard(ws, change)  # approval can take hours: an experiment may have started
+        _guard(ws, change)  # the answer can take hours: an experiment may have started
+        version = registry.get_version(change.version_id)
+        _precheck(ws, change, version)
     if change.kind != "withdrawal":
-        if change.requires_approval:  # the answer took its time: check again
-            version = registry.get_version(change.version_id)
-            _precheck(ws, change, version)
         registry.verify_artifact(version)  # a broken artifact is refused before any notice
+    sample = (recorded_smoke_sample(registry, change.version_id)
+              if change.smoke_sample is LOOK_UP else change.smoke_sample)
     previous = _current(ws, change.model)
-    pending = _pending_notice(notifier, change, previous)
+    record, pending = _announce(ws, change, previous, sample, notifier)
+    notifier.flush()
     delivered = notifier.delivered(pending)
-    switched, ended = _switch(ws, change, actor)
-    reason = change.reason
-    if ended is not None:
-        experiment = get_experiment(registry, ended)
-        kind = "A/B test" if experiment.kind == "ab_test" else "rollout"
-        reason = (f"{reason}; ended {kind} {experiment.id} ({experiment.version_a} vs "
-                  f"{experiment.version_b})")
+    failpoint("switch:announced")
+    try:
+        ended = _switch(ws, change, actor, record, previous, notifier)
+    except RegistryError as exc:
+        try:
+            _abandon(ws, record, str(exc), notifier)
+        except RegistryError:
+            pass  # finished by another process (finish_interrupted) meanwhile
+        raise
+    failpoint("switch:switched")
+    reason = _with_ended(ws, change.reason, ended)
     log.info("%s of %s: %s (was %s): %s", change.kind, change.model, change.version_id,
              previous or "none", reason)
     result = SwitchResult("switched", change.model, change.version_id, previous, reason,
                           approved_by=approved_by, notice_delivered=delivered,
                           ended_experiment=ended)
-    if change.kind != "withdrawal":
-        sample = (recorded_smoke_sample(registry, change.version_id)
-                  if change.smoke_sample is LOOK_UP else change.smoke_sample)
-        problem = smoke_check(ws, switched.version_id, sample)
-        if problem is not None:
-            return _undo(ws, change, previous, problem, notifier, result)
-    _notice_after(notifier, change, previous, reason)
+    problem = None if change.kind == "withdrawal" else smoke_check(ws, change.version_id, sample)
+    failpoint("switch:checked")
+    if problem is not None:
+        _undo(ws, record, problem, notifier)
+        return SwitchResult("undone", change.model, change.version_id, previous,
+                            _undo_reason(record, problem), approved_by=approved_by,
+                            notice_delivered=delivered, ended_experiment=ended)
+    _release(ws, record, notifier)
     return result
 
 
@@ -195,62 +225,187 @@ def _ask(ws: Workspace, change: ProductionChange, approver: Approver | None) -> 
     return answer
 
 
-def _pending_notice(notifier: "NotificationService", change: ProductionChange,
-                    previous: str | None) -> list[int]:
-    if change.kind == "withdrawal":
-        return notifier.send_pending_promotion(
-            change.model, "nothing", previous, f"{change.version_id} is withdrawn: {change.reason}")
-    return notifier.send_pending_promotion(change.model, change.version_id, previous,
-                                           change.reason, change.candidate_metrics,
-                                           change.production_metrics)
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _switch(ws: Workspace, change: ProductionChange, actor: str | None):
-    """The registry transaction; returns (the version, the experiment a rollback ended)."""
-    registry = ws.registry
+def _announce(ws: Workspace, change: ProductionChange, previous: str | None,
+              sample: SmokeSample | None, notifier: "NotificationService"
+              ) -> tuple[ProductionSwitch, list[int]]:
+    """The switch's record and its pending notice, in one transaction."""
+    record = ProductionSwitch(id=uuid.uuid4().hex, model_name=change.model,
+                              version_id=change.version_id, previous_version=previous,
+                              kind=change.kind, reason=change.reason, owner=_owner(),
+                              smoke_sample=None if sample is None else sample.to_dict())
     if change.kind == "withdrawal":
-        return registry.withdraw(change.version_id, reason=change.reason, actor=actor), None
+        notice = messages.pending_promotion(change.model, "nothing", previous,
+                                            f"{change.version_id} is withdrawn: {change.reason}")
+    else:
+        notice = messages.pending_promotion(change.model, change.version_id, previous,
+                                            change.reason, change.candidate_metrics,
+                                            change.production_metrics)
+    with ws.registry.transaction(change.model) as s:
+        s.add(record)
+        s.flush()
+        ids = notifier.write(s, notice, switch_id=record.id)
+    return record, ids
+
+
+def _notice_after(change: ProductionChange, previous: str | None, reason: str):
+    if change.kind == "promotion":
+        return messages.promotion(change.model, change.version_id, change.improvement_percent,
+                                  change.candidate_metrics or {}, previous=previous,
+                                  production_metrics=change.production_metrics, reason=reason)
     if change.kind == "rollback":
-        version, ended = registry.rollback_to(
-            change.version_id, reason=change.reason, actor=actor, details=change.details,
-            expected_production=change.expected_production)
-        return version, ended
-    version = registry.promote(change.version_id, reason=change.reason, actor=actor,
-                               details=change.details, allow_rejected=change.allow_rejected,
-                               expected_production=change.expected_production,
-                               closing=change.closing, within=change.close)
-    return version, None
+        return messages.rollback(change.model, change.version_id, previous, reason)
+    return messages.rollback(change.model, "none", change.version_id, reason)
 
 
-def _undo(ws: Workspace, change: ProductionChange, previous: str | None, problem: str,
-          notifier: "NotificationService", switched: SwitchResult) -> SwitchResult:
-    """The smoke check failed: back to ``previous`` (or no production version), through the
-    switch, without a smoke check of its own (it would undo the undoing)."""
-    why = f"smoke check after {change.kind} failed: {problem}"
-    log.error("%s: %s", change.version_id, why)
-    if previous is not None:
-        undo = ProductionChange(change.model, previous, "rollback", why, actor=change.actor,
-                                expected_production=change.version_id, smoke_sample=None,
-                                details={"rolled_back_from": change.version_id,
+def _with_ended(ws: Workspace, reason: str, ended: str | None) -> str:
+    if ended is None:
+        return reason
+    experiment = get_experiment(ws.registry, ended)
+    kind = "A/B test" if experiment.kind == "ab_test" else "rollout"
+    return f"{reason}; ended {kind} {experiment.id} ({experiment.version_a} vs {experiment.version_b})"
+
+
+def _move(session: Session, record_id: str, frm: str, to: str) -> None:
+    """The record's state ``frm`` -> ``to``; RegistryError when another process moved it."""
+    done = session.exec(update(ProductionSwitch).where(
+        ProductionSwitch.id == record_id, ProductionSwitch.state == frm)
+        .values(state=to, updated_at=utcnow()))
+    if done.rowcount != 1:
+        raise RegistryError(f"production switch {record_id} is no longer {frm}: another process "
+                            "finished it")
+
+
+def _switch(ws: Workspace, change: ProductionChange, actor: str | None, record: ProductionSwitch,
+            previous: str | None, notifier: "NotificationService") -> str | None:
+    """The registry transaction: the pointer, its audit events, the record's move to
+    ``switched`` and the held notice after. Returns the experiment a rollback ended."""
+    registry = ws.registry
+
+    def within(session: Session) -> None:
+        if change.close is not None:
+            change.close(session)
+        _move(session, record.id, "announced", "switched")
+        reason = _with_ended(ws, change.reason, session.info.get("ended_experiment"))
+        notifier.write(session, _notice_after(change, previous, reason), status="held",
+                       switch_id=record.id)
+
+    if change.kind == "withdrawal":
+        registry.withdraw(change.version_id, reason=change.reason, actor=actor, within=within)
+        return None
+    if change.kind == "rollback":
+        _, ended = registry.rollback_to(change.version_id, reason=change.reason, actor=actor,
+                                        details=change.details, within=within,
+                                        expected_production=change.expected_production)
+        return ended
+    registry.promote(change.version_id, reason=change.reason, actor=actor, details=change.details,
+                     allow_rejected=change.allow_rejected,
+                     expected_production=change.expected_production,
+                     closing=change.closing, within=within)
+    return None
+
+
+def _release(ws: Workspace, record: ProductionSwitch, notifier: "NotificationService") -> None:
+    """The check passed: the held notice goes out."""
+    with ws.registry.transaction(record.model_name) as s:
+        _move(s, record.id, "switched", "checked")
+        Outbox.release_in(s, record.id)
+    notifier.flush()
+
+
+def _abandon(ws: Workspace, record: ProductionSwitch, why: str,
+             notifier: "NotificationService") -> None:
+    """The announced switch did not happen: say so."""
+    current = _current(ws, record.model_name)
+    with ws.registry.transaction(record.model_name) as s:
+        _move(s, record.id, "announced", "abandoned")
+        notifier.write(s, messages.switch_abandoned(record.model_name, record.version_id,
+                                                    current, why), switch_id=record.id)
+    log.warning("%s of %s to %s did not happen: %s", record.kind, record.model_name,
+                record.version_id, why)
+    notifier.flush()
+
+
+def _undo_reason(record: ProductionSwitch, problem: str) -> str:
+    return f"smoke check after {record.kind} failed: {problem}"
+
+
+def _undo(ws: Workspace, record: ProductionSwitch, problem: str,
+          notifier: "NotificationService") -> None:
+    """The smoke check failed: the held notice is cancelled and the switch undone, through
+    the switch, without a smoke check of its own (it would undo the undoing)."""
+    why = _undo_reason(record, problem)
+    log.error("%s: %s", record.version_id, why)
+    with ws.registry.transaction(record.model_name) as s:
+        _move(s, record.id, "switched", "undone")
+        Outbox.cancel_in(s, record.id)
+    if record.previous_version is not None:
+        undo = ProductionChange(record.model_name, record.previous_version, "rollback", why,
+                                expected_production=record.version_id, smoke_sample=None,
+                                details={"rolled_back_from": record.version_id,
                                          "smoke_check": problem})
     else:
-        undo = ProductionChange(change.model, change.version_id, "withdrawal", why,
-                                actor=change.actor, smoke_sample=None)
+        undo = ProductionChange(record.model_name, record.version_id, "withdrawal", why,
+                                smoke_sample=None)
     change_production(ws, undo, notifier)
-    return SwitchResult("undone", change.model, change.version_id, previous, why,
-                        approved_by=switched.approved_by,
-                        notice_delivered=switched.notice_delivered,
-                        ended_experiment=switched.ended_experiment)
 
 
-def _notice_after(notifier: "NotificationService", change: ProductionChange,
-                  previous: str | None, reason: str) -> None:
-    if change.kind == "promotion":
-        notifier.send_promotion_notification(
-            change.model, change.version_id, change.improvement_percent,
-            change.candidate_metrics or {}, previous=previous,
-            production_metrics=change.production_metrics, reason=reason)
-    elif change.kind == "rollback":
-        notifier.send_rollback(change.model, change.version_id, previous, reason)
-    else:
-        notifier.send_rollback(change.model, "none", change.version_id, reason)
+# After a crash -------------------------------------------------------------------------------
+
+def _orphaned(record: ProductionSwitch) -> bool:
+    """Whether the process that made ``record`` is gone: on this machine, its pid no longer
+    runs; elsewhere, the record has not moved for ``STALE_AFTER``."""
+    host, _, pid = record.owner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        if int(pid) == os.getpid():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False  # a process of another user has that pid now
+        return False
+    return utcnow() - record.updated_at > STALE_AFTER
+
+
+def finish_interrupted(ws: Workspace, notifier: "NotificationService") -> list[str]:
+    """Finish the switches whose process died part way; returns what was done, one line each.
+
+    Announced, never switched: a notice says the change did not happen. Switched: the smoke
+    check runs now, and the held notice is released, or cancelled and the switch undone."""
+    registry = ws.registry
+    with registry.reading() as s:
+        open_records = list(s.exec(select(ProductionSwitch).where(
+            ProductionSwitch.state.in_(("announced", "switched")))
+            .order_by(ProductionSwitch.created_at)))
+    done = []
+    for record in open_records:
+        if not _orphaned(record):
+            continue
+        try:
+            done.append(_finish(ws, record, notifier))
+        except RegistryError as exc:  # another process finished it meanwhile
+            log.info("switch %s: %s", record.id, exc)
+    return done
+
+
+def _finish(ws: Workspace, record: ProductionSwitch, notifier: "NotificationService") -> str:
+    what = f"{record.kind} of {record.model_name} to {record.version_id}"
+    if record.state == "announced":
+        _abandon(ws, record, "the process making the change stopped before the switch",
+                 notifier)
+        return f"{what}: never switched; said so"
+    if _current(ws, record.model_name) != record.version_id or record.kind == "withdrawal":
+        _release(ws, record, notifier)  # switched, and production has moved on since
+        return f"{what}: switched; its notice released"
+    sample = None if record.smoke_sample is None else SmokeSample.from_dict(record.smoke_sample)
+    problem = smoke_check(ws, record.version_id, sample)
+    if problem is None:
+        _release(ws, record, notifier)
+        return f"{what}: switched, smoke check passed; its notice released"
+    _undo(ws, record, problem, notifier)
+    return f"{what}: switched, smoke check failed; undone"

@@ -235,8 +235,8 @@ class Registry:
         it in this transaction (before commit; raising ``RegistryError`` there, e.g. because
         the experiment was stopped meanwhile, rolls the promotion back too).
         """
-        if (closing is None) != (within is None):
-            raise ValueError("closing (the experiment's id) and within (what closes it) go together")
+        if closing is not None and within is None:
+            raise ValueError("closing (the experiment's id) needs within (what closes it)")
         version, _ = self._switch(version_id, action="promoted", reason=reason, actor=actor,
                                   details=details, allow_rejected=allow_rejected,
                                   expected_production=expected_production, closing=closing,
@@ -276,6 +276,7 @@ class Registry:
                         raise experiment_refusal(version_id, active)
                     self._end_experiment(s, active, version_id, actor)
                     ended = active.id
+                    s.info["ended_experiment"] = ended  # for within()
                 now = utcnow()
                 if previous is not None:
                     s.exec(update(ModelVersion).where(ModelVersion.version_id == previous.version_id)
@@ -322,8 +323,10 @@ class Registry:
                                   "only a candidate can be rejected")
 
     def _set_rejected(self, version_id: str, required_status: str, action: str, reason: str,
-                      actor: str | None, details: dict[str, Any] | None, refusal: str) -> ModelVersion:
-        """Move a version from ``required_status`` to rejected, audited as ``action``."""
+                      actor: str | None, details: dict[str, Any] | None, refusal: str,
+                      within: Callable[[Session], None] | None = None) -> ModelVersion:
+        """Move a version from ``required_status`` to rejected, audited as ``action``
+        (``within(session)``: more of the caller's writes in the same transaction)."""
         actor = actor or default_actor()
         model_name = self.get_version(version_id).model_name
         with self._write(model_name) as s:
@@ -333,6 +336,8 @@ class Registry:
             s.exec(update(ModelVersion).where(ModelVersion.version_id == version_id)
                    .values(status="rejected"))
             self._audit(s, model_name, action, actor, reason, version_id, details)
+            if within is not None:
+                within(s)
         return self.get_version(version_id)
 
     def rollback_target(self, model_name: str, to: str | None = None) -> ModelVersion:
@@ -357,10 +362,13 @@ class Registry:
 
     def rollback_to(self, version_id: str, *, reason: str = "", actor: str | None = None,
                     details: dict[str, Any] | None = None,
-                    expected_production: str | None | object = ANY_PRODUCTION
+                    expected_production: str | None | object = ANY_PRODUCTION,
+                    within: Callable[[Session], None] | None = None
                     ) -> tuple[ModelVersion, str | None]:
         """Make ``version_id`` (an earlier production version) production again, audited as
-        ``rolled-back``; returns it and the id of the experiment the rollback ended, if any.
+        ``rolled-back``; returns it and the id of the experiment the rollback ended, if any
+        (``within(session)``: more of the caller's writes in the same transaction; the ended
+        experiment's id is in ``session.info["ended_experiment"]`` by then).
 
         The emergency path: unlike ``promote`` it works during an A/B test or rollout, and ends
         it in the same transaction (status stopped, no traffic to its version B, audited as
@@ -372,7 +380,7 @@ class Registry:
         return self._switch(version_id, action="rolled-back", allow_rejected=False, actor=actor,
                             reason=reason or f"rollback from {current_id or 'none'}",
                             details={"rolled_back_from": current_id, **(details or {})},
-                            expected_production=expected_production)
+                            expected_production=expected_production, within=within)
 
     def rollback(self, model_name: str, *, to: str | None = None, reason: str = "",
                  actor: str | None = None) -> ModelVersion:
@@ -385,14 +393,15 @@ class Registry:
                                       expected_production=current.version_id if current else None)
         return version
 
-    def withdraw(self, version_id: str, *, reason: str, actor: str | None = None) -> ModelVersion:
+    def withdraw(self, version_id: str, *, reason: str, actor: str | None = None,
+                 within: Callable[[Session], None] | None = None) -> ModelVersion:
         """Take a production version out of service with no replacement (status rejected).
 
         For a first version that fails its post-promotion check: there is nothing to roll
         back to, and serving it would be worse than serving nothing.
         """
         return self._set_rejected(version_id, "production", "withdrawn", reason, actor, None,
-                                  "not production")
+                                  "not production", within)
 
     @contextmanager
     def transaction(self, model_name: str | None = None) -> Iterator[Session]:

@@ -69,7 +69,9 @@ class AuditEvent(SQLModel, table=True):
     at: NaiveDatetime = Field(default_factory=utcnow, index=True)
 
 
-NOTIFICATION_STATUSES = ("pending", "sent", "failed")
+# held: written with a production switch, released (pending) once its smoke check has run, or
+# cancelled when the check undid the switch.
+NOTIFICATION_STATUSES = ("pending", "held", "sent", "failed", "cancelled")
 
 
 class Notification(SQLModel, table=True):
@@ -98,6 +100,33 @@ class Notification(SQLModel, table=True):
     # A delivery in progress holds the row until then, so two flushers never send it twice.
     lease_until: NaiveDatetime | None = None
     sent_at: NaiveDatetime | None = None
+    switch_id: str | None = Field(default=None, max_length=32, index=True)
+
+
+SWITCH_STATES = ("announced", "switched", "checked", "undone", "abandoned")
+
+
+class ProductionSwitch(SQLModel, table=True):
+    """One change of a model's production version, as it goes: ``announced`` (its pending
+    notice is written), ``switched`` (the pointer moved; its notices after are held),
+    ``checked`` (the smoke check passed, or there was none; the notices are released), or
+    ``undone`` (the check failed and the switch was reversed) or ``abandoned`` (it never
+    happened; a notice said so). A switch left announced or switched by a process that died
+    is finished by the next run or ``retrain notify --flush``."""
+
+    __tablename__ = "production_switch"
+
+    id: str = Field(primary_key=True, max_length=32)
+    model_name: str = Field(foreign_key="registered_model.name", index=True, max_length=200)
+    version_id: str = Field(foreign_key="model_version.version_id", max_length=250)
+    previous_version: str | None = Field(default=None, max_length=250)
+    kind: str = Field(max_length=20)  # promotion | rollback | withdrawal
+    state: str = Field(default="announced", max_length=20, index=True)
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+    smoke_sample: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    owner: str = Field(max_length=300)  # host:pid of the process making it
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+    updated_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
 EXPERIMENT_KINDS = ("ab_test", "rollout")

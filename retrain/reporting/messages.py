@@ -65,6 +65,15 @@ def promotion(model: str, version: str, improvement_percent: float | None,
                     "improvement_percent": improvement_percent, "metrics": new_metrics})
 
 
+def switch_abandoned(model: str, version: str, production: str | None, reason: str) -> Message:
+    """A change of production that was announced did not happen."""
+    subject = f"[retrain] {model}: {version} did not replace {production or 'nothing'} after all"
+    lines = [f"The change announced earlier did not happen: {version} is not in production; "
+             f"production of {model} is {production or 'none'}.", f"Why: {reason}"]
+    return Message("switch_abandoned", subject, "\n".join(lines), _html(subject, lines), model,
+                   {"version_id": version, "production_version": production, "reason": reason})
+
+
 def rejection(model: str, version: str, reason: str, candidate: dict | None = None,
               production: dict | None = None) -> Message:
     subject = f"[retrain] {model}: {version} rejected"

@@ -9,9 +9,11 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from retrain.notify import NotificationService
+from retrain.notify.channels import message_id
 from retrain.pipeline import run_pipeline
 from retrain.promotion import rollback_model
 from retrain.registry import Registry
+from retrain.registry.tables import Notification
 from smoke_samples import tamper_smoke_sample
 from smtp_server import SmtpServer, free_port
 
@@ -239,8 +241,10 @@ def test_a_first_version_that_fails_its_smoke_check_is_withdrawn(workspace):
     assert decision.decision == "rolled-back" and "smoke check" in decision.reason
     assert workspace.registry.production_version("lightgbm") is None
     assert workspace.registry.history("lightgbm")[-1].action == "withdrawn"
-    kinds = [m.kind for m in reversed(NotificationService(workspace=workspace).outbox.messages())]
-    assert kinds == ["pending_promotion", "pending_promotion", "rollback"]
+    rows = [(m.kind, m.status) for m in reversed(NotificationService(workspace=workspace).outbox.messages())]
+    # The promotion notice was held for the smoke check, which failed: it is never sent.
+    assert rows == [("pending_promotion", "sent"), ("promotion", "cancelled"),
+                    ("pending_promotion", "sent"), ("rollback", "sent")]
 
 
 def test_a_corrupt_artifact_is_refused_before_anything_is_announced(workspace):
@@ -275,3 +279,41 @@ def test_notify_command_flushes_the_outbox(workspace, capsys):
     out = capsys.readouterr().out
     assert "delivered 1" in out and "sent" in out
     assert [r.message["X-Retrain-Kind"] for r in server.received] == ["drift_alert"]
+
+
+def test_a_row_in_backoff_holds_back_the_later_rows_of_its_model(workspace):
+    """SMTP down at the pending notice and back a moment later: the promotion notice written
+    after it waits for it (per model, the order they were written in), while another model's
+    notice is not held up."""
+    port = free_port()
+    mail_to(workspace, port)
+    workspace.settings.notifications.retry_backoff_seconds = 3600  # the first stays in backoff
+    service = NotificationService(workspace=workspace)
+    [pending] = service.send_pending_promotion("lightgbm", "lightgbm-v2", "lightgbm-v1", "better")
+    with SmtpServer(port) as server:
+        service.send_promotion_notification("lightgbm", "lightgbm-v2", 5.0, {"roc_auc": 0.9})
+        service.send_rollback("random_forest", "random_forest-v1", "random_forest-v2", "smoke")
+        assert [r.subject for r in server.received] == [
+            "[retrain] random_forest: rolled back to random_forest-v1"]
+        service.flush(now=True)  # the backoff is skipped: both go, in the order written
+    assert [r.message["X-Retrain-Kind"] for r in server.received] == [
+        "rollback", "pending_promotion", "promotion"]
+    assert int(server.received[1].message["X-Retrain-Notification-Id"]) == pending
+
+
+def test_the_message_id_is_a_pure_function_of_the_row(workspace):
+    port = free_port()
+    mail_to(workspace, port)
+    service = NotificationService(workspace=workspace)
+    with SmtpServer(port) as server:
+        [row_id] = service.send_rollback("lightgbm", "lightgbm-v1", "lightgbm-v2", "why")
+        service.outbox.retry_failed()
+        with workspace.registry.transaction() as s:  # delivered again, as after a crash
+            row = s.get(Notification, row_id)
+            row.status = "pending"
+        service.flush(now=True)
+    first, second = (r.message["Message-ID"] for r in server.received)
+    with workspace.registry.reading() as s:
+        expected = message_id(s.get(Notification, row_id))
+    assert first == second == expected
+    assert expected.startswith(f"<retrain-{row_id}.") and expected.endswith("@retrain.local>")
