@@ -115,6 +115,8 @@ class ABTestingManager:
             raise RegistryError("version_b (the challenger) is required")
         a = store.resolve_version(self.registry, model_name, version_a)
         b = store.resolve_version(self.registry, model_name, version_b)
+        for version in (a, b):  # a broken artifact would answer every request of its variant 503
+            self.registry.verify_artifact(version)
         if a.version_id == b.version_id:
             raise RegistryError(f"version A and version B are both {a.version_id}; an A/B test "
                                 "needs two different versions")

@@ -130,6 +130,7 @@ def start_rollout(ws: Workspace, model_name: str, new_version: str | int,
         interval_hours=cfg.increment_interval_hours if interval_hours is None else interval_hours,
         steps=cfg.steps if steps is None else steps)
     candidate = resolve_version(ws.registry, model_name, new_version)
+    ws.registry.verify_artifact(candidate)  # its share of the traffic would get 503 otherwise
     production = ws.registry.production_version(model_name)
     if production is None:
         raise RegistryError(f"model {model_name!r} has no production version to roll out from; "

@@ -4,6 +4,7 @@ supply (the notifier with its secrets, the approver that pauses for a person).""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from retrain.promotion.approval import Approver
     from retrain.registry.tables import ModelVersion
 
+log = logging.getLogger("retrain")
 
 
 def utc_now_text() -> str:
@@ -43,6 +45,9 @@ class RunContext:
     production: dict[str, "ModelVersion | None"] = field(default_factory=dict)
     # Shared between the models of the run: drift results of equal reference windows.
     drift_cache: dict[tuple, Any] = field(default_factory=dict)
+    # Models whose part of the run failed (e.g. a broken production artifact), and why; the
+    # run goes on with the others.
+    failed: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def open(cls, ws: Workspace, models: list[str] | str | None = None, *, reason: str = "manual",
@@ -64,6 +69,19 @@ class RunContext:
         if self.notifier is None:
             self.notifier = NotificationService(workspace=self.workspace)
         return self.notifier
+
+    def fail(self, name: str, reason: str) -> None:
+        """``name``'s part of the run stops here (the first reason is kept, and audited)."""
+        if name in self.failed:
+            return
+        log.error("%s: %s", name, reason)
+        self.failed[name] = reason
+        self.workspace.registry.record(name, "run-failed", reason=reason)
+
+    @property
+    def healthy(self) -> list[str]:
+        """The models whose part of the run has not failed."""
+        return [name for name in self.models if name not in self.failed]
 
     def production_id(self, name: str) -> str | None:
         version = self.production.get(name)

@@ -29,6 +29,9 @@ def plan_retraining(context: RunContext, triggers: TriggerReport) -> RetrainPlan
     ``force`` retrains the rest."""
     reasons = {}
     for name in context.models:
+        if name in context.failed:  # its part of the run stopped at a check
+            reasons[name] = ()
+            continue
         why = ["bootstrap"] if context.production.get(name) is None else []
         why += triggers.fired(name)
         if not why and context.force:

@@ -37,7 +37,8 @@ def run_pipeline(ws: Workspace, models: list[str] | str | None = None, *, force:
     plan = plan_retraining(ctx, triggers)
     data = candidates = evaluations = decisions = None
     if not plan.to_train:
-        run(steps.skip_retrain, ctx, triggers)
+        if ctx.healthy:
+            run(steps.skip_retrain, ctx, triggers)
     else:
         data = run(steps.load_new_data, ctx)
         candidates = run(steps.retrain_models, ctx, plan, data)
@@ -70,7 +71,9 @@ def run_document(ctx: RunContext, triggers: TriggerReport, plan: RetrainPlan,
         outcome = ModelOutcome(production_version_before=ctx.production_id(name),
                                production_version_after=after.version_id if after else None,
                                trigger=plan.trigger(name))
-        if outcome.trigger is None:
+        if name in ctx.failed and name not in decisions:
+            outcome.decision, outcome.reason = "failed", ctx.failed[name]
+        elif outcome.trigger is None:
             outcome.reason = triggers.skip_reason(name)
         elif name in candidates and candidates[name].error:
             outcome.decision, outcome.reason = "failed", candidates[name].error

@@ -7,9 +7,11 @@ or Prefect subflows named as the steps)."""
 from __future__ import annotations
 
 import logging
+from typing import Callable, TypeVar
 
 from retrain.drift.check import DriftCheck
 from retrain.drift.check import check_drift as check_model_drift
+from retrain.errors import ArtifactIntegrityError
 from retrain.evaluation.evaluate import evaluate_candidates
 from retrain.evaluation.results import Evaluation
 from retrain.pipeline.context import RunContext
@@ -29,6 +31,7 @@ from retrain.triggers.report import TriggerReport
 from retrain.triggers.volume import VolumeCheck, check_volume
 
 log = logging.getLogger("retrain")
+T = TypeVar("T")
 
 
 @step("flush-notifications", kind="task", retries=2, retry_delay_seconds=5)
@@ -44,14 +47,34 @@ def flush_notifications(context: RunContext) -> dict[str, int]:
     return counts
 
 
+def _per_model(context: RunContext, what: str, check: Callable[[str], T],
+               unchecked: Callable[[str, str], T]) -> dict[str, T]:
+    """``check(name)`` for each model; a model whose own artifact is broken fails its part of
+    the run (``unchecked`` stands in for its result) and the others go on. Data problems are
+    the whole workspace's and stop the run."""
+    out = {}
+    for name in context.models:
+        if name in context.failed:
+            out[name] = unchecked(name, context.failed[name])
+            continue
+        try:
+            out[name] = check(name)
+        except ArtifactIntegrityError as exc:
+            context.fail(name, f"{what}: {exc}")
+            out[name] = unchecked(name, context.failed[name])
+    return out
+
+
 @step("check-drift")
 def check_drift(context: RunContext) -> dict[str, DriftCheck]:
     """Drift of the rows newer than each production model's training window against its
     reference: feature, label and prediction drift."""
     ws = context.workspace
-    return {name: check_model_drift(ws, name, cache=context.drift_cache,
-                                    production=context.production[name])
-            for name in context.models}
+    return _per_model(
+        context, "drift check",
+        lambda name: check_model_drift(ws, name, cache=context.drift_cache,
+                                       production=context.production[name]),
+        lambda name, why: DriftCheck(name, False, note=f"not checked: {why}"))
 
 
 @step("check-data-volume")
@@ -64,14 +87,18 @@ def check_data_volume(context: RunContext) -> dict[str, VolumeCheck]:
 @step("check-performance")
 def check_performance(context: RunContext) -> dict[str, PerformanceCheck]:
     """Each production model's primary metric on newly labeled rows vs at promotion."""
-    return {name: check_model_performance(context.workspace, name, context.production[name])
-            for name in context.models}
+    metric = context.workspace.settings.promotion.metric
+    return _per_model(
+        context, "performance check",
+        lambda name: check_model_performance(context.workspace, name, context.production[name]),
+        lambda name, why: PerformanceCheck(model=name, triggered=False, metric=metric,
+                                           note=f"not checked: {why}"))
 
 
 @step("skip-retrain", kind="task")
 def skip_retrain(context: RunContext, triggers: TriggerReport) -> dict[str, str]:
     """Record in the audit log why each model is not retrained; returns the reasons."""
-    reasons = {name: triggers.skip_reason(name) for name in context.models}
+    reasons = {name: triggers.skip_reason(name) for name in context.healthy}
     for name, reason in reasons.items():
         context.workspace.registry.record(name, "skipped", reason=reason)
     return reasons
@@ -97,7 +124,14 @@ def retrain_models(context: RunContext, plan: RetrainPlan,
 def evaluate_models(context: RunContext, candidates: dict[str, Candidate],
                     data: TrainingData) -> dict[str, Evaluation]:
     """Compare each candidate with production on the same holdout."""
-    return evaluate_candidates(context.workspace, candidates, data, context.production)
+    out = {}
+    for name, candidate in candidates.items():
+        try:
+            out.update(evaluate_candidates(context.workspace, {name: candidate}, data,
+                                           context.production))
+        except ArtifactIntegrityError as exc:
+            context.fail(name, f"evaluation: {exc}")
+    return out
 
 
 @step("deploy-models")

@@ -301,3 +301,13 @@ def test_a_paused_rollout_is_still_rolled_back_on_a_guardrail_breach(manager, ab
     with ab_workspace.registry.reading() as s:
         assert s.get(Experiment, rollout["rollout_id"]).status == "rolled-back"
     assert served(manager) == {"lightgbm-v1"}
+
+
+def test_an_experiment_onto_a_broken_artifact_is_refused(manager, ab_workspace):
+    path = ab_workspace.registry.artifact_file(ab_workspace.registry.get_version("lightgbm-v2"))
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(RegistryError, match="sha256"):
+        manager.create_ab_test(MODEL, "production", "lightgbm-v2", traffic_split=0.5)
+    with pytest.raises(RegistryError, match="sha256"):
+        manager.create_gradual_rollout(MODEL, "lightgbm-v2")
+    assert manager.list_tests(MODEL) == [] and store.list_experiments(ab_workspace.registry) == []

@@ -156,3 +156,20 @@ def test_production_changed_since_evaluation_is_not_overwritten(workspace, drift
     decision = decide_all(workspace, evaluations)["lightgbm"]
     assert decision.decision == "failed" and "changed meanwhile" in decision.reason
     assert workspace.registry.production_version("lightgbm").version_id == other
+
+
+def test_one_models_broken_artifact_fails_only_that_model(workspace, drift_month):
+    """A tampered production artifact of random_forest: its part of the run fails with the
+    reason, lightgbm is decided as usual, and nothing of random_forest changes."""
+    run_pipeline(workspace)
+    broken = workspace.registry.artifact_file(workspace.registry.get_version("random_forest-v1"))
+    broken.write_bytes(broken.read_bytes()[:-20])
+    drift_month(workspace)
+    doc = run_pipeline(workspace, reason="schedule")
+    assert doc.success is False
+    failed = doc.models["random_forest"]
+    assert failed.decision == "failed" and "sha256" in failed.reason
+    assert failed.candidate_version is None and failed.production_version_after == "random_forest-v1"
+    assert doc.models["lightgbm"].decision == "promoted"
+    assert [v.version_id for v in workspace.registry.versions("random_forest")] == ["random_forest-v1"]
+    assert actions(workspace, "random_forest")[-1] == "run-failed"
