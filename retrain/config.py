@@ -12,6 +12,7 @@ import json
 import os
 import re
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ ENV_PREFIX = "RETRAIN_"
 
 ModelKind = Literal["random_forest", "lightgbm", "logistic_regression"]
 Metric = Literal["roc_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier"]
+MAX_DAYS = 36_500  # a hundred years: the longest window or margin a duration may name
 
 
 class _Section(BaseModel):
@@ -38,6 +40,31 @@ class DataConfig(_Section):
     features: list[str] | None = None
     categorical: list[str] | None = None
     entity_id: str | None = None
+    # Columns that appear in later files, when `features` is not set: "ignore" them (a model
+    # keeps the features its production version was trained on), stop with an "error" that
+    # names them, or "include" them in the next candidate (the run document and the notices
+    # name them).
+    new_columns: Literal["ignore", "error", "include"] = "ignore"
+    # Rows stamped later than now plus this ("<N>d", "<N>h") are an error naming the file.
+    max_future: str = "1d"
+    # A file without the target column is an error, unless its rows are meant to be unlabeled.
+    allow_unlabeled_files: bool = False
+    # Rows without a timestamp are left out and counted; above this share of all rows, an error.
+    max_null_timestamp_share: float = Field(default=0.01, ge=0, le=1)
+
+    @field_validator("max_future")
+    @classmethod
+    def _duration_syntax(cls, value: str) -> str:
+        match = re.fullmatch(r"([0-9]+)(d|h)", value)
+        if not match or (match.group(2) == "d" and int(match.group(1)) > MAX_DAYS) \
+                or (match.group(2) == "h" and int(match.group(1)) > 24 * MAX_DAYS):
+            raise ValueError(f"expected '<N>d' or '<N>h' (at most {MAX_DAYS} days), e.g. '1d'")
+        return value
+
+    @property
+    def max_future_delta(self) -> timedelta:
+        number, unit = int(self.max_future[:-1]), self.max_future[-1]
+        return timedelta(days=number) if unit == "d" else timedelta(hours=number)
 
 
 class RegistryConfig(_Section):
@@ -123,8 +150,11 @@ class TrainingConfig(_Section):
     @field_validator("window")
     @classmethod
     def _window_syntax(cls, value: str) -> str:
-        if value != "all" and not re.fullmatch(r"[1-9][0-9]*(d|rows)", value):
+        match = re.fullmatch(r"([1-9][0-9]*)(d|rows)", value)
+        if value != "all" and not match:
             raise ValueError("expected 'all', '<N>d' (days) or '<N>rows', e.g. '90d'")
+        if match and match.group(2) == "d" and int(match.group(1)) > MAX_DAYS:
+            raise ValueError(f"at most {MAX_DAYS} days ('all' takes every row), got {value!r}")
         return value
 
 

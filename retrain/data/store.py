@@ -9,9 +9,11 @@ Everything that leaves this module has been validated: a bad column raises
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import re
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import polars as pl
@@ -19,6 +21,8 @@ import polars as pl
 from retrain.config import DataConfig, Settings, TrainingConfig
 from retrain.data.schema import Schema, Window, dtype_family
 from retrain.errors import DataValidationError
+
+log = logging.getLogger("retrain")
 
 
 def _source_files(source: str) -> list[str]:
@@ -30,6 +34,42 @@ def _source_files(source: str) -> list[str]:
     return files
 
 
+@dataclass(frozen=True)
+class ScanReport:
+    """What the last scan read: files, rows, and rows left out for having no timestamp."""
+
+    files: int = 0
+    rows: int = 0
+    rows_without_timestamp: int = 0
+
+
+def _open(path: str) -> tuple[pl.LazyFrame, pl.Schema]:
+    """A file of the store, lazily, and its columns; an unreadable file is a one-line error
+    that names it."""
+    lower = path.lower()
+    try:
+        if lower.endswith(".parquet"):
+            lf = pl.scan_parquet(path)
+        elif lower.endswith(".csv"):
+            with open(path, "rb") as fh:
+                header = fh.readline().decode("utf-8", errors="replace").rstrip("\r\n")
+            names = [n.strip().strip('"') for n in header.split(",")]
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise DataValidationError(duplicates[0], f"{path}: the header names "
+                                          f"{', '.join(map(repr, duplicates))} more than once")
+            lf = pl.scan_csv(path, try_parse_dates=True, infer_schema_length=10_000)
+        else:
+            raise DataValidationError(None, f"{path}: only .parquet and .csv files are supported")
+        return lf, lf.collect_schema()
+    except DataValidationError:
+        raise
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        kind = "Parquet" if lower.endswith(".parquet") else "CSV"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataValidationError(None, f"{path}: not a readable {kind} file ({first[:200]})") from None
+
+
 class FeatureStore:
     """Lazy access to the append-only feature store described by ``[data]``."""
 
@@ -39,6 +79,7 @@ class FeatureStore:
         # The last scan and the files it was made of, (path, mtime, size) each: the checks and
         # the training of one run read the same files, so their schemas are read once.
         self._scanned: tuple[tuple, pl.LazyFrame] | None = None
+        self.report = ScanReport()  # of the last scan
 
     # Reading --------------------------------------------------------------------------------
     def scan(self) -> pl.LazyFrame:
@@ -54,19 +95,51 @@ class FeatureStore:
         return frame
 
     def _scan(self, files: list[str]) -> pl.LazyFrame:
-        frames = []
+        cfg = self.config
+        ts = cfg.timestamp
+        frames, schemas = [], []
         for f in files:
-            if f.lower().endswith(".parquet"):
-                frames.append(pl.scan_parquet(f))
-            elif f.lower().endswith(".csv"):
-                frames.append(pl.scan_csv(f, try_parse_dates=True, infer_schema_length=10_000))
-            else:
-                raise DataValidationError(None, f"{f}: only .parquet and .csv files are supported")
-        schemas = [(f, lf.collect_schema()) for f, lf in zip(files, frames)]
+            lf, schema = _open(f)
+            if ts not in schema:
+                raise DataValidationError(ts, f"timestamp column is missing in {f} (its columns: "
+                                          f"{', '.join(list(schema)[:8])}{'...' if len(schema) > 8 else ''}"
+                                          f"{'; is it separated by something else than commas?' if len(schema) == 1 else ''})")
+            if cfg.target not in schema and not cfg.allow_unlabeled_files:
+                raise DataValidationError(cfg.target, f"target column is missing in {f}; set [data] "
+                                          "allow_unlabeled_files = true if its rows are meant "
+                                          "to be unlabeled")
+            frames.append(self._normalise_timestamp(lf, schema, f))
+            schemas.append((f, schema))
         self._check_consistent(schemas)
-        ts = self.config.timestamp
-        frames = [self._normalise_timestamp(lf, schema) for lf, (_, schema) in zip(frames, schemas)]
+        self.report = self._check_timestamps(frames, files)
         return pl.concat(frames, how="diagonal_relaxed").filter(pl.col(ts).is_not_null())
+
+    def _check_timestamps(self, frames: list[pl.LazyFrame], files: list[str]) -> ScanReport:
+        """Rows without a timestamp are counted (an error above ``max_null_timestamp_share``);
+        rows stamped later than now plus ``max_future`` are an error naming the file."""
+        cfg = self.config
+        ts = pl.col(cfg.timestamp)
+        limit = datetime.now(timezone.utc).replace(tzinfo=None) + cfg.max_future_delta
+        counts = pl.concat([lf.select(pl.len().alias("rows"), ts.null_count().alias("nulls"),
+                                      (ts > limit).sum().alias("future"), ts.max().alias("latest"))
+                            for lf in frames]).collect()
+        for f, row in zip(files, counts.iter_rows(named=True)):
+            if row["future"]:
+                raise DataValidationError(cfg.timestamp, (
+                    f"{row['future']} rows of {f} are stamped later than now plus [data] "
+                    f"max_future ({cfg.max_future}), up to {row['latest']}: wrong clock or "
+                    "wrong column?"))
+        rows, nulls = int(counts["rows"].sum()), int(counts["nulls"].sum())
+        without = {f: n for f, n in zip(files, counts["nulls"].to_list()) if n}
+        if rows and nulls / rows > cfg.max_null_timestamp_share:
+            where = ", ".join(f"{n} in {f}" for f, n in list(without.items())[:5])
+            raise DataValidationError(cfg.timestamp, (
+                f"{nulls} of {rows} rows have no timestamp ({where}), more than [data] "
+                f"max_null_timestamp_share ({cfg.max_null_timestamp_share:.0%})"))
+        if nulls:
+            log.warning("%d of %d rows have no timestamp and are left out (%s)", nulls, rows,
+                        ", ".join(f"{n} in {f}" for f, n in without.items()))
+        return ScanReport(files=len(files), rows=rows, rows_without_timestamp=nulls)
 
     def _check_consistent(self, schemas: list[tuple[str, pl.Schema]]) -> None:
         first_file, first = schemas[0]
@@ -77,10 +150,8 @@ class FeatureStore:
                         col, f"type changed between files: {first[col]} in {first_file}, "
                         f"{dtype} in {f}")
 
-    def _normalise_timestamp(self, lf: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
+    def _normalise_timestamp(self, lf: pl.LazyFrame, schema: pl.Schema, f: str) -> pl.LazyFrame:
         ts = self.config.timestamp
-        if ts not in schema:
-            raise DataValidationError(ts, "timestamp column is missing")
         dtype = schema[ts]
         if dtype == pl.Date:
             return lf.with_columns(pl.col(ts).cast(pl.Datetime("us")))
@@ -88,7 +159,7 @@ class FeatureStore:
             return lf.with_columns(pl.col(ts).dt.replace_time_zone(None).cast(pl.Datetime("us")))
         if dtype == pl.String:
             return lf.with_columns(pl.col(ts).str.to_datetime(strict=False).cast(pl.Datetime("us")))
-        raise DataValidationError(ts, f"timestamp column must be a date or datetime, found {dtype}")
+        raise DataValidationError(ts, f"timestamp column must be a date or datetime, found {dtype} in {f}")
 
     def schema(self, expected: Schema | None = None) -> Schema:
         """Resolve the feature schema from config and the data; check it against ``expected``.

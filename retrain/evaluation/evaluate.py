@@ -75,7 +75,10 @@ def evaluate_candidate(ws: Workspace, candidate: ModelVersion, data: TrainingDat
         relative_improvement=improvement, interval=interval, guardrails=guardrails,
         holdout=Holdout(**data.holdout_window.as_dict(), rows=holdout.height),
         smoke_sample=write_smoke_sample(
-            ws, candidate, list(model.preprocessing.schema.features), holdout, candidate_proba))
+            ws, candidate, list(model.preprocessing.schema.features), holdout, candidate_proba),
+        features_added=[] if production is None else [
+            f for f in candidate.feature_schema["features"]
+            if f not in production.feature_schema["features"]])
     ws.registry.record(candidate.model_name, "evaluated", version_id=candidate.version_id,
                        reason=evaluation_line(evaluation), details=evaluation.to_dict())
     log.info("evaluated %s: %s", candidate.version_id, evaluation_line(evaluation))

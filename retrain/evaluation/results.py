@@ -62,6 +62,8 @@ class Evaluation(Record):
     guardrails: dict[str, Guardrail] = {}
     holdout: Holdout | None = None
     smoke_sample: SmokeSample | None = None
+    # Features the candidate has and production has not: its clients must send them too.
+    features_added: list[str] = []
 
     @property
     def candidate_metric(self) -> float:

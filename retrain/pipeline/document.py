@@ -31,6 +31,7 @@ class DataSummary(Record):
     holdout: Window
     features: list[str]
     fingerprint: str
+    rows_without_timestamp: int = 0  # in the feature store, left out (see [data])
 
 
 class ModelOutcome(Record):
@@ -46,6 +47,10 @@ class ModelOutcome(Record):
     metric: str | None = None
     metrics: MetricPair = MetricPair()
     relative_improvement: float | None = None
+    # New columns of the data: taken by the candidate ([data] new_columns = "include"), or
+    # left out (the default, "ignore").
+    features_added: list[str] = []
+    new_columns_ignored: list[str] = []
 
 
 class RunDocument(Record):

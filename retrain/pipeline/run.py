@@ -77,6 +77,9 @@ def run_document(ctx: RunContext, triggers: TriggerReport, plan: RetrainPlan,
             outcome.reason = triggers.skip_reason(name)
         elif name in candidates and candidates[name].error:
             outcome.decision, outcome.reason = "failed", candidates[name].error
+        if name in candidates:
+            outcome.features_added = candidates[name].features_added
+            outcome.new_columns_ignored = candidates[name].new_columns_ignored
         if name in evaluations:
             ev = evaluations[name]
             outcome.candidate_version, outcome.metrics = ev.candidate_version, ev.metrics

@@ -37,6 +37,9 @@ def apply_decision(ws: Workspace, evaluation: Evaluation | Mapping[str, Any],
     threshold = policy.min_relative_improvement if min_relative_improvement is None \
         else min_relative_improvement
     verdict, reason = decide(ev, policy, threshold)
+    if ev.features_added:  # named wherever the decision is: notices, audit, run document
+        reason += (f"; new features {', '.join(ev.features_added)} (clients of the prediction "
+                   "service must send them)")
     details = {"metric": ev.metric, "relative_improvement": ev.relative_improvement,
                "threshold": threshold, "metrics": ev.metrics.to_dict(),
                "interval": None if ev.interval is None else ev.interval.to_dict(),

@@ -15,6 +15,7 @@ from retrain.registry import ModelVersion
 from retrain.registry.rules import CURRENT
 from retrain.stats.metrics import compute_metrics
 from retrain.training.data import TrainingData
+from retrain.training.features import candidate_features
 from retrain.workspace import Workspace
 
 log = logging.getLogger("retrain")
@@ -28,6 +29,8 @@ class Candidate(Record):
     candidate_version: str | None
     metrics: dict[str, float] | None = None
     error: str | None = None
+    features_added: list[str] = []  # new columns the candidate takes ([data] new_columns)
+    new_columns_ignored: list[str] = []  # new columns it leaves out
 
 
 def train_candidates(ws: Workspace, models: list[str], data: TrainingData, reason: str = "",
@@ -38,10 +41,13 @@ def train_candidates(ws: Workspace, models: list[str], data: TrainingData, reaso
     out: dict[str, Candidate] = {}
     for name in models:
         try:
-            check_production_compatible(ws, name, (production or {}).get(name, CURRENT))
-            version = train_candidate(ws, name, data, reason=reason)
+            current = ws.registry.production_of(name, (production or {}).get(name, CURRENT))
+            check_production_compatible(ws, name, current)
+            features = candidate_features(ws, data.schema, current)
+            version = train_candidate(ws, name, data, reason=reason, schema=features.schema)
             out[name] = Candidate(model=name, candidate_version=version.version_id,
-                                  metrics=version.metrics)
+                                  metrics=version.metrics, features_added=list(features.added),
+                                  new_columns_ignored=list(features.ignored))
         except RetrainError as exc:
             log.error("training %s failed: %s", name, exc)
             out[name] = Candidate(model=name, candidate_version=None, error=str(exc))
@@ -56,12 +62,14 @@ def check_production_compatible(ws: Workspace, model_name: str, production=CURRE
 
 
 def train_candidate(ws: Workspace, model_name: str, data: TrainingData,
-                    reason: str = "") -> ModelVersion:
-    """Fit ``model_name`` on the window, score its holdout, register it as a candidate."""
+                    reason: str = "", schema: Schema | None = None) -> ModelVersion:
+    """Fit ``model_name`` on the window (its features: ``schema``, default every feature of
+    the window), score its holdout, register it as a candidate."""
     cfg = ws.settings.models[model_name]
     target = ws.settings.data.target
+    schema = schema or data.schema
     log.info("training %s (%s) on %d rows", model_name, cfg.kind, data.train.height)
-    model = fit_model(cfg.kind, cfg.params, data.train, data.schema, target, cfg.seed)
+    model = fit_model(cfg.kind, cfg.params, data.train, schema, target, cfg.seed)
     y, _ = encode_target(data.holdout.get_column(target), model.classes)
     holdout_proba = model.predict_proba(data.holdout)
     metrics = compute_metrics(y, holdout_proba)
@@ -70,17 +78,18 @@ def train_candidate(ws: Workspace, model_name: str, data: TrainingData,
         train_end=data.window.end, holdout_start=data.holdout_window.start,
         row_count=data.train.height + data.holdout.height, holdout_rows=data.holdout.height,
         data_fingerprint=data.fingerprint, metrics=metrics, reason=reason,
-        reference_profile=_profile_bytes(ws, data, holdout_proba, y))
+        reference_profile=_profile_bytes(ws, data, schema, holdout_proba, y))
     log.info("registered %s: %s", version.version_id,
              ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     return version
 
 
-def _profile_bytes(ws: Workspace, data: TrainingData, holdout_proba, holdout_labels) -> bytes | None:
+def _profile_bytes(ws: Workspace, data: TrainingData, schema: Schema, holdout_proba,
+                   holdout_labels) -> bytes | None:
     """The version's drift reference profile, serialised; None (drift checks then read the
     reference window) if it cannot be computed: a profile never stops a registration."""
     try:
-        profile = with_holdout(data.window_profile(ws), holdout_proba, holdout_labels)
+        profile = with_holdout(data.window_profile(ws, schema), holdout_proba, holdout_labels)
         return profile.to_bytes()
     except (RetrainError, ValueError, OSError, pl.exceptions.PolarsError) as exc:
         log.warning("no drift reference profile stored (checks will read the reference "

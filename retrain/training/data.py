@@ -22,24 +22,28 @@ class TrainingData:
     """
 
     __slots__ = ("window", "schema", "train", "holdout", "fingerprint", "timestamp",
-                 "_window_profile")
+                 "rows_without_timestamp", "_window_profile")
 
     def __init__(self, window: Window, schema: Schema, train: pl.DataFrame,
-                 holdout: pl.DataFrame, fingerprint: str, timestamp: str):
+                 holdout: pl.DataFrame, fingerprint: str, timestamp: str,
+                 rows_without_timestamp: int = 0):
+        self.rows_without_timestamp = rows_without_timestamp
         self.window = window
         self.schema = schema
         self.train = train
         self.holdout = holdout
         self.fingerprint = fingerprint
         self.timestamp = timestamp
-        self._window_profile: ReferenceProfile | None = None
+        self._window_profile: dict[Schema, ReferenceProfile] = {}
 
-    def window_profile(self, ws: Workspace) -> ReferenceProfile:
-        """The drift reference profile of this window, computed once for all models."""
-        if self._window_profile is None:
-            self._window_profile = window_profile(ws, self.window.start, self.window.end,
-                                                  self.schema)
-        return self._window_profile
+    def window_profile(self, ws: Workspace, schema: Schema | None = None) -> ReferenceProfile:
+        """The drift reference profile of this window for ``schema`` (default: every feature
+        of the window), computed once for all the models that train on those features."""
+        schema = schema or self.schema
+        if schema not in self._window_profile:
+            self._window_profile[schema] = window_profile(ws, self.window.start,
+                                                          self.window.end, schema)
+        return self._window_profile[schema]
 
     @property
     def holdout_window(self) -> Window:
@@ -49,7 +53,8 @@ class TrainingData:
     def summary(self) -> dict:
         return {"window": self.window.as_dict(), "train_rows": self.train.height,
                 "holdout_rows": self.holdout.height, "holdout": self.holdout_window.as_dict(),
-                "features": list(self.schema.features), "fingerprint": self.fingerprint}
+                "features": list(self.schema.features), "fingerprint": self.fingerprint,
+                "rows_without_timestamp": self.rows_without_timestamp}
 
 
 def load_training_data(ws: Workspace) -> TrainingData:
@@ -68,7 +73,8 @@ def load_training_data(ws: Workspace) -> TrainingData:
     validate_frame(train, schema, target=target, what="training (before the holdout)",
                    require_two_classes=True)
     validate_frame(holdout, schema, target=target, what="holdout", require_two_classes=True)
-    data = TrainingData(window, schema, train, holdout, fingerprint(df), ts)
+    data = TrainingData(window, schema, train, holdout, fingerprint(df), ts,
+                        ws.store.report.rows_without_timestamp)
     log.info("training window %s .. %s: %d rows for training, %d held out (newest %.0f%%)",
              window.start, window.end, train.height, holdout.height,
              100 * cfg.training.holdout_fraction)

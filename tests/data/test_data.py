@@ -197,3 +197,84 @@ def test_workspace_rejects_unknown_model(workspace):
         workspace.model_names(["lightgbm", "xgboost"])  # one bad name in a list is named too
     assert workspace.model_names("lightgbm") == ["lightgbm"]
     assert workspace.model_names(None) == workspace.model_names([]) == ["random_forest", "lightgbm"]
+
+
+# Data that must not silently change production ---------------------------------------------
+
+def _run_with_new_column(make_workspace, drift_month, policy: str | None):
+    from retrain.pipeline import run_pipeline
+    ws = make_workspace(f"new-{policy}")
+    ws.settings.drift.save_reports = False
+    run_pipeline(ws, ["lightgbm"])
+    path = drift_month(ws)
+    pl.read_parquet(path).with_columns(pl.lit(1.0).alias("extra_0")).write_parquet(path)
+    if policy:
+        ws.settings.data.new_columns = policy
+    return ws, run_pipeline
+
+
+def test_a_new_column_is_left_out_by_default_and_named(make_workspace, drift_month):
+    ws, run = _run_with_new_column(make_workspace, drift_month, None)
+    doc = run(ws, ["lightgbm"], reason="schedule")
+    outcome = doc.models["lightgbm"]
+    assert outcome.new_columns_ignored == ["extra_0"] and outcome.features_added == []
+    candidate = ws.registry.get_version(outcome.candidate_version)
+    assert "extra_0" not in candidate.feature_schema["features"]
+    assert candidate.feature_schema == ws.registry.get_version("lightgbm-v1").feature_schema
+
+
+def test_a_new_column_fails_the_model_when_configured_so(make_workspace, drift_month):
+    ws, run = _run_with_new_column(make_workspace, drift_month, "error")
+    doc = run(ws, ["lightgbm"], reason="schedule")
+    outcome = doc.models["lightgbm"]
+    assert doc.success is False and outcome.decision == "failed"
+    assert "new column(s) 'extra_0'" in outcome.reason and "[data] new_columns" in outcome.reason
+    assert [v.version_id for v in ws.registry.versions("lightgbm")] == ["lightgbm-v1"]
+
+
+def test_a_new_column_included_is_named_in_the_document_and_the_notices(make_workspace, drift_month):
+    ws, run = _run_with_new_column(make_workspace, drift_month, "include")
+    doc = run(ws, ["lightgbm"], reason="schedule")
+    outcome = doc.models["lightgbm"]
+    assert outcome.features_added == ["extra_0"]
+    candidate = ws.registry.get_version(outcome.candidate_version)
+    assert candidate.feature_schema["features"][-1] == "extra_0"
+    assert "new features extra_0" in outcome.reason
+    from retrain.notify import NotificationService
+    notices = [m for m in NotificationService(workspace=ws).outbox.messages()
+               if m.kind in ("pending_promotion", "rejection")]
+    assert "new features extra_0" in notices[0].body_text
+
+
+def test_rows_from_the_future_are_an_error_naming_the_file(tmp_path):
+    future = frame(10).with_columns(pl.lit(datetime(2099, 1, 1)).alias("ts"))
+    fs = store(tmp_path, frame(50), future)
+    with pytest.raises(DataValidationError, match=r"10 rows of .*part1.parquet are stamped "
+                                                  r"later than now plus \[data\] max_future \(1d\)"):
+        fs.scan()
+    fs.config.max_future = "30000d"  # a margin beyond 2099: the rows are accepted
+    fs._scanned = None
+    assert fs.count_rows(fs.rows()) == 60
+    with pytest.raises(Exception, match="at most 36500 days"):
+        fs.config.max_future = "99999d"
+
+
+def test_a_file_without_the_target_is_an_error_unless_allowed(tmp_path):
+    fs = store(tmp_path, frame(50), frame(10).drop("y"))
+    with pytest.raises(DataValidationError, match=r"target column is missing in .*part1.parquet; "
+                                                  r"set \[data\] allow_unlabeled_files"):
+        fs.scan()
+    fs.config.allow_unlabeled_files = True
+    fs._scanned = None
+    assert fs.count_rows(fs.rows()) == 50 and fs.count_rows(fs.rows(labeled=False)) == 60
+
+
+def test_rows_without_a_timestamp_are_counted_and_above_a_share_an_error(tmp_path):
+    nulls = frame(5).with_columns(pl.lit(None, dtype=pl.Datetime("us")).alias("ts"))
+    fs = store(tmp_path, frame(995), nulls)
+    fs.scan()
+    assert fs.report.rows_without_timestamp == 5 and fs.report.rows == 1000
+    fs.config.max_null_timestamp_share = 0.001
+    fs._scanned = None
+    with pytest.raises(DataValidationError, match=r"5 of 1000 rows have no timestamp \(5 in .*part1"):
+        fs.scan()
