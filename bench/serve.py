@@ -1,6 +1,6 @@
 """The prediction service under a fixed load: POST /predict latency at 200 requests/s.
 
-    .venv/bin/python bench/serve.py [--rate 200] [--seconds 25] [--also-threadpool]
+    .venv/bin/python bench/serve.py [--rate 200] [--seconds 25] [--also-threadpool] [--hostile 4]
 
 Builds the demo workspace (``retrain demo``'s data: six months of 2,500 loan applications,
 150 trees) and bootstraps its LightGBM model with the library pipeline, then starts
@@ -16,6 +16,10 @@ Baselines from the same run: the same model's one-row prediction in process (the
 ``GET /health`` round trip under the same open-loop schedule: the HTTP, JSON and
 load-generator cost that any endpoint pays. The target is p99 < 25 ms at 200 requests/s with
 zero errors; the exit status is 1 if any request failed.
+
+``--hostile N`` times the same predictions a second time while N attackers in another process
+announce 150 MB bodies without a token, over and over (headers only: the service must answer
+401 from them without reading a body), and prints both p99s and their ratio.
 """
 
 from __future__ import annotations
@@ -268,6 +272,32 @@ def summary(name: str, result: dict) -> dict:
     return figures
 
 
+# An attacker: announces 150 MB without a token and reads the answer, as fast as it can.
+ATTACKER = """
+import socket, sys, time
+port, until = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+answers = {}
+while time.monotonic() < until:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /predict/lightgbm HTTP/1.1\\r\\nHost: x\\r\\nContent-Type: application/json"
+                  b"\\r\\nContent-Length: 150000000\\r\\n\\r\\n")
+        status = s.recv(4096).split()[1].decode()
+        answers[status] = answers.get(status, 0) + 1
+print(answers)
+"""
+
+
+def hostile_run(port: int, args, requests: list[bytes]) -> tuple[dict, str]:
+    """``requests`` at ``args.rate`` while ``args.hostile`` attacker processes run."""
+    attackers = [subprocess.Popen([sys.executable, "-c", ATTACKER, str(port),
+                                   str(args.seconds + 2)], stdout=subprocess.PIPE, text=True)
+                 for _ in range(args.hostile)]
+    time.sleep(0.5)
+    result = run(open_loop(port, args.rate, requests))
+    answers = [a.communicate(timeout=60)[0].strip() for a in attackers]
+    return result, "; ".join(answers)
+
+
 def run_mode(config: Path, payloads: list[dict], args, threadpool: bool) -> tuple[dict, dict]:
     port = free_port()
     proc = start_server(config, port, threadpool)
@@ -291,6 +321,11 @@ def run_mode(config: Path, payloads: list[dict], args, threadpool: bool) -> tupl
         print(f"      prediction log: {written['written']} written, {written['pending']} "
               f"pending, {written['dropped']} dropped; the generator sent late by p99 "
               f"{p['lag_p99']:.2f} ms (counted in the latencies)")
+        if args.hostile:
+            result, answers = hostile_run(port, args, predictions("hostile", args.seconds))
+            attacked = summary(f"POST /predict, {args.hostile} attackers", result)
+            print(f"      attackers' answers (status: count): {answers}")
+            print(f"      p99 under attack / p99 without: {attacked['p99'] / p['p99']:.2f}")
     finally:
         stop_server(proc)
     return h, p
@@ -302,6 +337,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=25.0, help="length of the timed run")
     parser.add_argument("--also-threadpool", action="store_true",
                         help="also measure the endpoint run in the threadpool (a sync endpoint)")
+    parser.add_argument("--hostile", type=int, default=0, metavar="N",
+                        help="time again with N processes sending unauthenticated 150 MB headers")
     args = parser.parse_args()
     started = time.monotonic()
     config, payloads = build_workspace()

@@ -233,6 +233,8 @@ class ServeConfig(_Section):
     # A category the version never saw in training: "reject" answers 422 naming the feature;
     # "missing" predicts with it treated as missing, as batch scoring does.
     unknown_categories: Literal["reject", "missing"] = "reject"
+    # A POST body larger than this is answered 413 without being read further.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
 
 class Settings(_Section):

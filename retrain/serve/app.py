@@ -13,20 +13,21 @@ answer (broken artifact, no production version, registry unreachable) a 503 with
 from __future__ import annotations
 
 import gc
-import hmac
 import ipaddress
+import json
 import logging
 import math
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from retrain.errors import ConfigError, RetrainError
+from retrain.serve.guard import Guard
 from retrain.serve.models import VersionUnavailable
 from retrain.serve.schemas import FeatureValidationError, FeedbackRequest, PredictRequest
 from retrain.serve.service import NotServing, PredictionService, UnknownModel
@@ -52,24 +53,6 @@ def check_exposure(host: str, token: str | None, token_env: str) -> None:
             f"{token_env} (named by [serve] token_env), or serve on 127.0.0.1")
 
 
-def _auth(token: str | None):
-    """A dependency that checks ``Authorization: Bearer <token>`` (nothing when no token)."""
-    expected = token.encode() if token else None
-
-    # async: a plain function would cost every request a trip through the threadpool.
-    async def require_token(authorization: str | None = Header(default=None)) -> None:
-        if expected is None:
-            return
-        if not authorization:
-            raise HTTPException(401, "this endpoint needs an 'Authorization: Bearer <token>' "
-                                     "header", headers={"WWW-Authenticate": "Bearer"})
-        scheme, _, given = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-            raise HTTPException(403, "invalid bearer token")
-
-    return require_token
-
-
 def _feature_errors(exc: FeatureValidationError) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": [
         {"loc": ["body", "features", name], "msg": msg, "type": kind}
@@ -79,8 +62,9 @@ def _feature_errors(exc: FeatureValidationError) -> JSONResponse:
 def create_app(service: PredictionService, *, token: str | None = None,
                predict_in_threadpool: bool = False, freeze_gc: bool = False) -> FastAPI:
     """The app for ``service``; the service starts and stops with the app (lifespan), so the
-    log queue is written out on shutdown. ``token``: bearer token for the POST endpoints.
-    ``freeze_gc`` (for a server process): see the lifespan."""
+    log queue is written out on shutdown. ``token``: bearer token for the POST endpoints,
+    checked before their body is read (``retrain.serve.guard``). ``freeze_gc`` (for a server
+    process): see the lifespan."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -103,7 +87,7 @@ def create_app(service: PredictionService, *, token: str | None = None,
 
     app = FastAPI(title="retrain prediction service", lifespan=lifespan,
                   docs_url="/docs", redoc_url=None)
-    auth = Depends(_auth(token))
+    app.add_middleware(Guard, token=token, max_body_bytes=service.config.max_body_bytes)
 
     @app.exception_handler(FeatureValidationError)
     async def _invalid_features(request: Request, exc: FeatureValidationError):
@@ -111,10 +95,11 @@ def create_app(service: PredictionService, *, token: str | None = None,
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError):
-        # FastAPI's own handler echoes each bad input, and a NaN or infinity (which Python's
-        # JSON parser accepts) cannot be written back as JSON: that was a 500.
-        return JSONResponse(status_code=422,
-                            content={"detail": _finite(jsonable_encoder(exc.errors()))})
+        # FastAPI's own handler echoes each bad input in full (a 60 MB string came back), and
+        # a NaN or infinity (which Python's JSON parser accepts) cannot be written back as
+        # JSON: each input is quoted as a short prefix of its text.
+        return JSONResponse(status_code=422, content={"detail": [
+            _short(error) for error in jsonable_encoder(exc.errors())]})
 
     @app.exception_handler(UnknownModel)
     async def _unknown(request: Request, exc: UnknownModel):
@@ -143,7 +128,7 @@ def create_app(service: PredictionService, *, token: str | None = None,
         return JSONResponse(result.as_dict())
 
     if predict_in_threadpool:
-        @app.post("/predict/{model}", dependencies=[auth])
+        @app.post("/predict/{model}")
         def predict_endpoint(model: str, body: PredictRequest) -> JSONResponse:
             return predict_sync(model, body)
     else:
@@ -153,7 +138,7 @@ def create_app(service: PredictionService, *, token: str | None = None,
         # 200 requests/s on a loaded 2-core machine, p99 about 20 ms here against 30-130 ms
         # there). Only a version that is not loaded yet is loaded in the pool, and the
         # routing cache's one registry read per model and refresh interval stays here.
-        @app.post("/predict/{model}", dependencies=[auth])
+        @app.post("/predict/{model}")
         async def predict_endpoint(model: str, body: PredictRequest) -> JSONResponse:
             route = service.route(model, body.request_id, body.entity_id)
             loaded = service.cache.peek(route.version_id)
@@ -162,7 +147,7 @@ def create_app(service: PredictionService, *, token: str | None = None,
             result = service.answer(route, loaded, body.request_id, body.features)
             return JSONResponse(result.as_dict())
 
-    @app.post("/feedback", status_code=202, dependencies=[auth])
+    @app.post("/feedback", status_code=202)
     def feedback(body: FeedbackRequest) -> JSONResponse:
         service.feedback(body.request_id, label=body.label, reward=body.reward,
                          model_name=body.model)
@@ -183,15 +168,32 @@ def create_app(service: PredictionService, *, token: str | None = None,
     return app
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with every NaN or infinite float replaced by its text ("nan", "inf")."""
+QUOTE_CHARS = 80  # how much of a bad value an error quotes
+
+
+def quote(value: Any) -> str:
+    """A bad value as an error quotes it: its JSON text (or text) cut to ``QUOTE_CHARS``."""
     if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+        text = str(value)
+    else:
+        try:
+            text = value if isinstance(value, str) else json.dumps(value, allow_nan=True)
+        except (TypeError, ValueError):
+            text = str(value)
+    if len(text) > QUOTE_CHARS:
+        return f"{text[:QUOTE_CHARS]}... ({len(text)} characters)"
+    return text
+
+
+def _short(error: dict[str, Any]) -> dict[str, Any]:
+    """A validation error with its input and context quoted short."""
+    out = {k: v for k, v in error.items() if k not in ("input", "ctx", "url")}
+    if "input" in error:
+        out["input"] = quote(error["input"])
+    if error.get("ctx"):
+        out["ctx"] = {k: quote(v) for k, v in error["ctx"].items()}
+    out["msg"] = str(out.get("msg", ""))[:300]
+    return out
 
 
 def _jsonable(value: Any) -> Any:

@@ -19,6 +19,8 @@ from retrain.errors import DataValidationError
 from retrain.modeling import Preprocessing
 
 UnknownCategory = Literal["reject", "missing"]
+MAX_ID_CHARS = 200  # request ids, entity ids and model names
+MAX_CATEGORY_CHARS = 1000  # a category's text
 
 
 class PredictRequest(BaseModel):
@@ -27,9 +29,16 @@ class PredictRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    request_id: str = Field(min_length=1, max_length=200)
+    request_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     entity_id: str | int | None = None
     features: dict[str, Any]
+
+    @field_validator("entity_id")
+    @classmethod
+    def _short_id(cls, value: str | int | None) -> str | int | None:
+        if value is not None and not 1 <= len(str(value)) <= MAX_ID_CHARS:
+            raise ValueError(f"must have 1 to {MAX_ID_CHARS} characters, got {len(str(value))}")
+        return value
 
 
 class FeedbackRequest(BaseModel):
@@ -37,9 +46,10 @@ class FeedbackRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    request_id: str = Field(min_length=1, max_length=200)
-    model: str | None = Field(default=None, max_length=200)
-    # Labels are stored as numbers (the classes of the demo models are 0 and 1).
+    request_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    model: str | None = Field(default=None, max_length=MAX_ID_CHARS)
+    # The models are binary classifiers: 1 for the positive class (the model's second class,
+    # as in `retrain models --json`), 0 for the other.
     label: float | None = None
     reward: float | None = None
 
@@ -49,6 +59,14 @@ class FeedbackRequest(BaseModel):
         # Python's JSON parser accepts NaN, Infinity and 1e400 (infinity).
         if value is not None and not math.isfinite(value):
             raise ValueError(f"must be a finite number, got {value!r}")
+        return value
+
+    @field_validator("label")
+    @classmethod
+    def _a_class(cls, value: float | None) -> float | None:
+        if value is not None and value not in (0, 1):
+            raise ValueError(f"must be 0 or 1 (1 for the model's positive class, its second "
+                             f"class; the models are binary classifiers), got {value!r}")
         return value
 
     @model_validator(mode="after")
@@ -134,6 +152,9 @@ class FeatureEncoder:
         # Categories are compared as text, as in training; true/1.5 are not categories.
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             return f"expected a category (a string), got {_json_type(value)}", "type"
+        if isinstance(value, str) and len(value) > MAX_CATEGORY_CHARS:
+            return (f"a category of {len(value)} characters; at most {MAX_CATEGORY_CHARS} are "
+                    "accepted"), "range"
         code = codes.get(str(value))
         if code is None:
             if self.unknown_category == "reject":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from numbers import Real
@@ -107,8 +108,15 @@ class PredictionService:
         return self.writer.close(timeout)
 
     def _maintain(self) -> None:
-        while not self._stop.wait(self.config.refresh_seconds):
+        # Refreshes start every refresh_seconds (not refresh_seconds after the last one
+        # ended), so a change is served at most refresh_seconds plus one refresh's own time
+        # (reading the registry, loading the versions traffic moves to) after it commits.
+        interval = self.config.refresh_seconds
+        took = 0.0
+        while not self._stop.wait(max(0.0, interval - took)):
+            started = time.monotonic()
             self.refresh()
+            took = time.monotonic() - started
 
     def refresh(self) -> None:
         """Re-read the registry: models, routed versions; load new ones, unload stale ones."""
