@@ -12,9 +12,10 @@ import json
 import os
 import re
 import tomllib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -27,6 +28,31 @@ ENV_PREFIX = "RETRAIN_"
 ModelKind = Literal["random_forest", "lightgbm", "logistic_regression"]
 Metric = Literal["roc_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier"]
 MAX_DAYS = 36_500  # a hundred years: the longest window or margin a duration may name
+OWN_DRIFT_METHODS = ("ks", "psi", "psi_quantile", "chi2_homogeneity")
+# Evidently 0.7's registered stat tests (a test compares this list with Evidently's own), so
+# the configuration is checked without importing Evidently.
+EVIDENTLY_DRIFT_METHODS = (
+    "TVD", "abs_text_content_drift", "anderson", "chisquare", "cramer_von_mises", "ed",
+    "empirical_mmd", "es", "fisher_exact", "g_test", "hellinger", "jensenshannon", "kl_div",
+    "mannw", "perc_text_content_drift", "t_test", "wasserstein", "z")
+
+
+def check_cron(value: str) -> str:
+    """A five-field cron expression, as Prefect's schedules take it."""
+    from cronsim import CronSim, CronSimError  # late: only configurations with a schedule
+    try:
+        CronSim(value, datetime(2026, 1, 1))
+    except (CronSimError, ValueError) as exc:
+        raise ValueError(f"not a cron expression ({exc}), e.g. '0 3 1 * *'") from None
+    return value
+
+
+def check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}, e.g. 'UTC' or 'Europe/Amsterdam'") from None
+    return value
 
 
 class _Section(BaseModel):
@@ -75,7 +101,7 @@ class RegistryConfig(_Section):
 class ModelConfig(_Section):
     kind: ModelKind
     params: dict[str, Any] = Field(default_factory=dict)
-    seed: int = 42
+    seed: int = Field(default=42, ge=0, le=2**32 - 1)
     require_approval: bool | None = None  # None: use [promotion] require_approval
 
 
@@ -97,7 +123,7 @@ class TriggersConfig(_Section):
 class DriftConfig(_Section):
     # ks and psi give Evidently's numbers; psi_quantile (reference deciles) and
     # chi2_homogeneity are ours; any other name runs Evidently's test of that name.
-    methods: list[str] = Field(default_factory=lambda: ["ks", "psi"])
+    methods: list[str] = Field(default_factory=lambda: ["ks", "psi"], min_length=1)
     # share: Evidently's rule (drifted share >= drift_share); bh: Benjamini-Hochberg over the
     # per-feature p-values at alpha; bonferroni: each p-value against alpha / m.
     decision: Literal["share", "bh", "bonferroni"] = "bh"
@@ -116,6 +142,16 @@ class DriftConfig(_Section):
     save_reports: bool = True  # an Evidently HTML report and JSON snapshot per check
     report_rows: int = Field(default=5000, ge=100)  # rows per side in that report
     reports_dir: str = ".retrain/reports"
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, value: list[str]) -> list[str]:
+        for method in value:
+            if method not in OWN_DRIFT_METHODS + EVIDENTLY_DRIFT_METHODS:
+                raise ValueError(f"unknown drift method {method!r}; expected one of "
+                                 f"{', '.join(OWN_DRIFT_METHODS)} or an Evidently test: "
+                                 f"{', '.join(EVIDENTLY_DRIFT_METHODS)}")
+        return value
 
 
 class PromotionConfig(_Section):
@@ -162,12 +198,22 @@ class ScheduleConfig(_Section):
     cron: str = "0 3 1 * *"
     timezone: str = "UTC"
 
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return check_cron(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return check_timezone(value)
+
 
 class NotificationsConfig(_Section):
     email_recipients: list[str] = Field(default_factory=list)
     sender: str = "retrain@localhost"
     smtp_host: str | None = None
-    smtp_port: int = 25
+    smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_security: Literal["none", "starttls", "ssl"] = "none"
     smtp_username: str | None = None
     # The password is never in the file: the name of an environment variable holding it, or
@@ -215,6 +261,11 @@ class RolloutConfig(_Section):
     # data to judge; set true for models whose outcomes never come back (steps then go by time).
     advance_without_outcomes: bool = False
     cron: str = "0 * * * *"  # the rollout-advance deployment's schedule
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return check_cron(value)
 
 
 class ServeConfig(_Section):
@@ -375,7 +426,7 @@ def _format_error(err: ValidationError, source: str,
         if origin and path[:n] in origin:
             source = f"environment variable {origin[path[:n]]}"
             break
-    msg = first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     elif first["type"] == "missing":
@@ -402,7 +453,9 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     cfg_path = find_config_path(path)
     env = dict(os.environ) if env is None else env
     try:
-        raw = tomllib.loads(cfg_path.read_text())
+        raw = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{cfg_path}: not a TOML text file (byte {exc.start} is not UTF-8)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{cfg_path}: not valid TOML: {exc}") from None
     origin: dict[tuple[str, ...], str] = {}

@@ -7,8 +7,11 @@ the class labels and the fitted estimator.
 
 from __future__ import annotations
 
+import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import polars as pl
@@ -94,6 +97,54 @@ def resolved_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     if kind not in KINDS:
         raise ConfigError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
     return {**_DEFAULT_PARAMS[kind], **params}
+
+
+def validate_params(kind: str, params: dict[str, Any], seed: int, where: str) -> None:
+    """Check ``params`` against the estimator of ``kind`` without training anything:
+    ``ConfigError`` naming ``where`` (the config key) and the estimator's own complaint."""
+    resolved = resolved_params(kind, params)
+    try:
+        # Late: each kind imports its own library, which takes seconds.
+        if kind == "random_forest":
+            from sklearn.ensemble import RandomForestClassifier
+            RandomForestClassifier(random_state=seed, **resolved)._validate_params()
+        elif kind == "logistic_regression":
+            from sklearn.linear_model import LogisticRegression
+            LogisticRegression(random_state=seed, **resolved)._validate_params()
+        else:
+            import lightgbm as lgb
+            options = dict(resolved)
+            rounds = int(options.pop("n_estimators", 100))
+            if rounds < 1:
+                raise ValueError(f"n_estimators must be at least 1, got {rounds}")
+            rows = np.tile(np.arange(4.0), (len(resolved) + 8, 1)).T.reshape(-1, 1)
+            labels = (np.arange(rows.shape[0]) % 2).astype(float)
+            with _native_stderr_silenced():  # LightGBM's "[Fatal]" line repeats the error
+                lgb.train({"objective": "binary", "seed": seed, "verbose": -1,
+                           "num_threads": 1, **options},
+                          lgb.Dataset(rows, label=labels, params={"verbose": -1}),
+                          num_boost_round=1)
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise ConfigError(f"{where}: {str(exc).strip().splitlines()[0]}") from None
+    except Exception as exc:  # noqa: BLE001 - lightgbm.basic.LightGBMError, without importing it
+        if type(exc).__name__ != "LightGBMError":
+            raise
+        raise ConfigError(f"{where}: {str(exc).strip().splitlines()[0]}") from None
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for the few milliseconds of a check: native code writes
+    there directly, past Python's logging."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def encode_target(y: pl.Series, classes: list[Any] | None = None) -> tuple[np.ndarray, list[Any]]:

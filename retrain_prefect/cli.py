@@ -24,6 +24,9 @@ def prefect_env() -> None:
     """Defaults for running flows from the command line (the user's own settings win)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "retrain")
+    # The temporary server's first start creates its database, which on a busy 2-core machine
+    # takes longer than Prefect's 20 s.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def run_pipeline(config: str | None, models: list[str] | None, force: bool,
@@ -31,9 +34,11 @@ def run_pipeline(config: str | None, models: list[str] | None, force: bool,
     prefect_env()
     # Late: importing Prefect takes seconds, and only these two commands need it.
     from retrain_prefect.common import quiet_user_error_tracebacks
+    from retrain_prefect.ephemeral import temporary_server_dies_with_this_process
     from retrain_prefect.flows.pipeline import retraining_pipeline
     if not logging.getLogger("retrain").isEnabledFor(logging.DEBUG):
         quiet_user_error_tracebacks()
+    temporary_server_dies_with_this_process()
     return retraining_pipeline(models=models, force=force, reason=reason, config=config)
 
 

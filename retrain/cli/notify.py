@@ -53,6 +53,16 @@ def cmd_notify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def register(sub, workspace_options: argparse.ArgumentParser) -> None:
     """Add `approve`, `reject` and `notify` to the `retrain` parser."""
     p = sub.add_parser("approve", help="approve a promotion waiting in a paused flow run")
@@ -73,6 +83,6 @@ def register(sub, workspace_options: argparse.ArgumentParser) -> None:
                    help="finish interrupted production switches, deliver every pending notification now")
     p.add_argument("--retry-failed", action="store_true", help="queue failed notifications again and deliver")
     p.add_argument("--status", choices=["pending", "sent", "failed"], help="only list these")
-    p.add_argument("--limit", type=int, default=30)
+    p.add_argument("--limit", type=_positive, default=30, help="how many rows to list (default 30)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_notify)

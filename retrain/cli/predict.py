@@ -14,6 +14,7 @@ log = logging.getLogger("retrain")
 def cmd_predict(args: argparse.Namespace) -> int:
     import polars as pl
 
+    from retrain.data.store import read_file
     from retrain.errors import DataValidationError
     from retrain.workspace import Workspace
     ws = Workspace.open(args.config)
@@ -24,12 +25,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not src.is_file():
         raise DataValidationError(None, f"input file {src} does not exist")
     suffix = src.suffix.lower()
-    if suffix == ".parquet":
-        df = pl.read_parquet(src)
-    elif suffix == ".csv":
-        df = pl.read_csv(src, try_parse_dates=True, infer_schema_length=10_000)
-    else:
+    if suffix not in (".parquet", ".csv"):
         raise DataValidationError(None, f"{src}: expected a .parquet or .csv file")
+    df = read_file(src)
+    for column in model.preprocessing.schema.numeric:
+        # Training and serving refuse infinities; scoring them would give a number anyway.
+        if column in df.columns and df.schema[column].is_float() and df[column].is_infinite().any():
+            raise DataValidationError(column, f"non-finite values (inf) in {src}: the model "
+                                      "cannot score them (send null for a missing value)")
     if args.output:
         dest = Path(args.output)
         if _in_feature_store(ws, dest):

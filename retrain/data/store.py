@@ -70,6 +70,17 @@ def _open(path: str) -> tuple[pl.LazyFrame, pl.Schema]:
         raise DataValidationError(None, f"{path}: not a readable {kind} file ({first[:200]})") from None
 
 
+def read_file(path: str | Path) -> pl.DataFrame:
+    """One Parquet or CSV file, read whole (``retrain predict``'s input); an unreadable file
+    is a one-line error that names it."""
+    lf, _ = _open(str(path))
+    try:
+        return lf.collect()
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataValidationError(None, f"{path}: cannot be read ({first[:200]})") from None
+
+
 class FeatureStore:
     """Lazy access to the append-only feature store described by ``[data]``."""
 

@@ -48,6 +48,8 @@ class RunContext:
     # Models whose part of the run failed (e.g. a broken production artifact), and why; the
     # run goes on with the others.
     failed: dict[str, str] = field(default_factory=dict)
+    # Candidates an earlier run left undecided, marked abandoned by this one.
+    abandoned: list[str] = field(default_factory=list)
 
     @classmethod
     def open(cls, ws: Workspace, models: list[str] | str | None = None, *, reason: str = "manual",

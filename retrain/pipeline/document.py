@@ -66,6 +66,9 @@ class RunDocument(Record):
     data: DataSummary | None = None
     models: dict[str, ModelOutcome]
     success: bool
+    # Candidates that an earlier run registered and stopped before deciding (its process was
+    # killed), rejected by this run and audited as abandoned.
+    abandoned_candidates: list[str] = []
 
     def model_view(self, name: str) -> "RunDocument":
         """The document narrowed to one model (its own report file and dashboard summary)."""

@@ -91,4 +91,5 @@ def run_document(ctx: RunContext, triggers: TriggerReport, plan: RetrainPlan,
         reason=ctx.reason, forced=ctx.force, started_at=ctx.started_at, finished_at=utc_now_text(),
         triggers=triggers.summary(), retrained=bool(candidates),
         data=None if data is None else DataSummary.from_dict(data.summary()), models=outcomes,
-        success=not any(o.decision == "failed" for o in outcomes.values()))
+        success=not any(o.decision == "failed" for o in outcomes.values()),
+        abandoned_candidates=list(ctx.abandoned))

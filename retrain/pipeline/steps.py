@@ -36,10 +36,21 @@ T = TypeVar("T")
 
 @step("flush-notifications", kind="task", retries=2, retry_delay_seconds=5)
 def flush_notifications(context: RunContext) -> dict[str, int]:
-    """Finish production switches an earlier process left half done, and deliver the
-    notifications still pending (a mail server that was down)."""
-    for line in finish_interrupted(context.workspace, context.service):
+    """Finish what earlier processes left: production switches half done, candidates never
+    decided; then deliver the notifications still pending (a mail server that was down)."""
+    ws = context.workspace
+    for line in finish_interrupted(ws, context.service):
         log.warning("interrupted production switch: %s", line)
+    for name in context.models:
+        for version in ws.registry.abandoned_candidates(name):
+            if version.version_id in context.abandoned:
+                continue  # a retry of this step
+            ws.registry.abandon(version.version_id, reason=(
+                "registered by a run that stopped before deciding it; promote it by hand "
+                f"with `retrain promote {version.version_id} --force` if it is wanted"))
+            log.warning("%s was left undecided by a run that stopped: abandoned",
+                        version.version_id)
+            context.abandoned.append(version.version_id)
     counts = context.service.flush()
     if counts["sent"] or counts["retry"] or counts["failed"]:
         log.info("outbox: %d delivered, %d to retry, %d failed", counts["sent"], counts["retry"],

@@ -38,11 +38,8 @@ committed, and runs the smoke check and releases (or cancels) the notices of one
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from sqlalchemy import update
@@ -54,6 +51,7 @@ from retrain.evaluation.smoke import recorded_smoke_sample, smoke_check
 from retrain.experiments.store import active_experiment, get_experiment
 from retrain.failpoints import failpoint
 from retrain.notify.outbox import Outbox
+from retrain.processes import owner_gone, process_owner
 from retrain.promotion.approval import Approval, Approver
 from retrain.registry.rules import ANY_PRODUCTION, experiment_refusal, switch_refusal
 from retrain.registry.tables import ProductionSwitch, utcnow
@@ -68,8 +66,6 @@ log = logging.getLogger("retrain")
 ChangeKind = Literal["promotion", "rollback", "withdrawal"]
 Outcome = Literal["switched", "undone", "awaiting-approval", "approval-rejected"]
 LOOK_UP = object()  # ProductionChange.smoke_sample: the one recorded at the version's evaluation
-# A switch record whose process runs on another machine is taken over after this long.
-STALE_AFTER = timedelta(minutes=30)
 
 
 @dataclass
@@ -225,17 +221,13 @@ def _ask(ws: Workspace, change: ProductionChange, approver: Approver | None) -> 
     return answer
 
 
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def _announce(ws: Workspace, change: ProductionChange, previous: str | None,
               sample: SmokeSample | None, notifier: "NotificationService"
               ) -> tuple[ProductionSwitch, list[int]]:
     """The switch's record and its pending notice, in one transaction."""
     record = ProductionSwitch(id=uuid.uuid4().hex, model_name=change.model,
                               version_id=change.version_id, previous_version=previous,
-                              kind=change.kind, reason=change.reason, owner=_owner(),
+                              kind=change.kind, reason=change.reason, owner=process_owner(),
                               smoke_sample=None if sample is None else sample.to_dict())
     if change.kind == "withdrawal":
         notice = messages.pending_promotion(change.model, "nothing", previous,
@@ -355,23 +347,6 @@ def _undo(ws: Workspace, record: ProductionSwitch, problem: str,
 
 # After a crash -------------------------------------------------------------------------------
 
-def _orphaned(record: ProductionSwitch) -> bool:
-    """Whether the process that made ``record`` is gone: on this machine, its pid no longer
-    runs; elsewhere, the record has not moved for ``STALE_AFTER``."""
-    host, _, pid = record.owner.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        if int(pid) == os.getpid():
-            return False
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False  # a process of another user has that pid now
-        return False
-    return utcnow() - record.updated_at > STALE_AFTER
-
-
 def finish_interrupted(ws: Workspace, notifier: "NotificationService") -> list[str]:
     """Finish the switches whose process died part way; returns what was done, one line each.
 
@@ -384,7 +359,7 @@ def finish_interrupted(ws: Workspace, notifier: "NotificationService") -> list[s
             .order_by(ProductionSwitch.created_at)))
     done = []
     for record in open_records:
-        if not _orphaned(record):
+        if not owner_gone(record.owner, record.updated_at, utcnow()):
             continue
         try:
             done.append(_finish(ws, record, notifier))

@@ -124,4 +124,6 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
             command.upgrade(_alembic_config(conn), revision)
     except OperationalError as exc:
-        raise RegistryError(f"cannot open the registry at {engine.url.render_as_string(hide_password=True)}: {exc.orig}") from None
+        reason = " ".join(str(exc.orig).split())  # a driver's message spans several lines
+        raise RegistryError(f"cannot open the registry at "
+                            f"{engine.url.render_as_string(hide_password=True)}: {reason[:300]}") from None

@@ -23,6 +23,7 @@ from sqlmodel import Session, select
 
 from retrain.errors import RegistryError
 from retrain.failpoints import failpoint
+from retrain.processes import owner_gone, process_owner
 from retrain.modeling import TrainedModel
 from retrain.registry import db
 from retrain.registry.artifacts import load_model, load_profile_bytes, save_model, verified_bytes
@@ -127,7 +128,8 @@ class Registry:
             s.add(version)
             self._audit(s, model_name, "registered", actor, reason, version_id,
                         {"metrics": metrics, "row_count": row_count, "kind": model.kind,
-                         "train_start": train_start.isoformat(), "train_end": train_end.isoformat()})
+                         "train_start": train_start.isoformat(), "train_end": train_end.isoformat(),
+                         "owner": process_owner()})
             s.flush()
             failpoint("register:before-commit")
         return version
@@ -392,6 +394,36 @@ class Registry:
         version, _ = self.rollback_to(target.version_id, reason=reason, actor=actor,
                                       expected_production=current.version_id if current else None)
         return version
+
+    def abandoned_candidates(self, model_name: str) -> list[ModelVersion]:
+        """Candidates a process registered and died before deciding: no decision in their
+        history after ``registered`` (and ``evaluated``), their process gone, and no active
+        experiment using them."""
+        now = utcnow()
+        with self._read() as s:
+            candidates = list(s.exec(select(ModelVersion).where(
+                ModelVersion.model_name == model_name, ModelVersion.status == "candidate")))
+            in_use = {v for e in s.exec(select(Experiment).where(
+                Experiment.model_name == model_name,
+                Experiment.status.in_(ACTIVE_EXPERIMENT_STATUSES)))
+                for v in (e.version_a, e.version_b)}
+            out = []
+            for version in candidates:
+                if version.version_id in in_use:
+                    continue
+                events = list(s.exec(select(AuditEvent).where(
+                    AuditEvent.version_id == version.version_id).order_by(AuditEvent.id)))
+                registered = next((e for e in events if e.action == "registered"), None)
+                undecided = all(e.action in ("registered", "evaluated") for e in events)
+                if registered is not None and undecided and "owner" in registered.details \
+                        and owner_gone(registered.details["owner"], events[-1].at, now):
+                    out.append(version)
+        return out
+
+    def abandon(self, version_id: str, *, reason: str, actor: str | None = None) -> ModelVersion:
+        """A candidate nobody will decide any more: rejected, audited as ``abandoned``."""
+        return self._set_rejected(version_id, "candidate", "abandoned", reason, actor, None,
+                                  "only a candidate can be abandoned")
 
     def withdraw(self, version_id: str, *, reason: str, actor: str | None = None,
                  within: Callable[[Session], None] | None = None) -> ModelVersion:

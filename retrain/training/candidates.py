@@ -9,7 +9,7 @@ import polars as pl
 from retrain.data import Schema
 from retrain.drift.profile import with_holdout
 from retrain.errors import RetrainError
-from retrain.modeling import encode_target, fit_model
+from retrain.modeling import encode_target, fit_model, validate_params
 from retrain.records import Record
 from retrain.registry import ModelVersion
 from retrain.registry.rules import CURRENT
@@ -38,6 +38,9 @@ def train_candidates(ws: Workspace, models: list[str], data: TrainingData, reaso
                      ) -> dict[str, Candidate]:
     """One candidate per model, trained on ``data`` and registered; ``production``: each
     model's production version as the run read it (default: now)."""
+    for name in models:  # every model's parameters before any training starts
+        cfg = ws.settings.models[name]
+        validate_params(cfg.kind, cfg.params, cfg.seed, f"[models.{name}] params")
     out: dict[str, Candidate] = {}
     for name in models:
         try:

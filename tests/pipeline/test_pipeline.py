@@ -173,3 +173,30 @@ def test_one_models_broken_artifact_fails_only_that_model(workspace, drift_month
     assert doc.models["lightgbm"].decision == "promoted"
     assert [v.version_id for v in workspace.registry.versions("random_forest")] == ["random_forest-v1"]
     assert actions(workspace, "random_forest")[-1] == "run-failed"
+
+
+def test_a_candidate_left_by_a_process_that_died_is_abandoned_by_the_next_run(workspace, drift_month):
+    """A process registers a candidate and ends before deciding it (as a killed run would):
+    the next run rejects it, audited as abandoned, and says so in its document."""
+    import subprocess
+    import sys
+
+    run_pipeline(workspace, models=["lightgbm"])
+    drift_month(workspace)
+    config = workspace.settings.base_dir / "retrain.toml"
+    script = ("import sys\nfrom retrain.workspace import Workspace\n"
+              "from retrain.training import load_training_data, train_candidate\n"
+              "ws = Workspace.open(sys.argv[1])\n"
+              "train_candidate(ws, 'lightgbm', load_training_data(ws), reason='killed')\n")
+    done = subprocess.run([sys.executable, "-c", script, str(config)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert workspace.registry.get_version("lightgbm-v2").status == "candidate"
+    doc = run_pipeline(workspace, models=["lightgbm"], reason="schedule")
+    assert doc.abandoned_candidates == ["lightgbm-v2"]
+    assert workspace.registry.get_version("lightgbm-v2").status == "rejected"
+    event = next(e for e in workspace.registry.history("lightgbm") if e.action == "abandoned")
+    assert event.version_id == "lightgbm-v2" and "stopped before deciding it" in event.reason
+    # The run itself went on: its own candidate is v3, decided as usual.
+    assert doc.models["lightgbm"].candidate_version == "lightgbm-v3"
+    assert doc.models["lightgbm"].decision == "promoted"

@@ -295,6 +295,17 @@ def test_invalid_data_fails_the_run_and_changes_nothing(pipeline, client, make_w
 
 # The console script against a Prefect API ------------------------------------------------
 
+def test_an_unreadable_file_fails_the_flow_naming_it(pipeline, client, make_workspace):
+    ws = make_workspace()
+    config = ws.settings.base_dir / "retrain.toml"
+    run_pipeline(ws)
+    (ws.settings.base_dir / "data" / "broken.parquet").write_bytes(b"PAR1 truncated")
+    before = registry_snapshot(config)
+    with pytest.raises(DataValidationError, match="broken.parquet: not a readable Parquet file"):
+        pipeline.retraining_pipeline(config=str(config), reason="schedule")
+    assert registry_snapshot(config) == before
+
+
 def test_cli_runs_the_flow_on_the_server_in_prefect_api_url(harness, client, make_workspace, tmp_path):
     ws = make_workspace()
     config = ws.settings.base_dir / "retrain.toml"
