@@ -6,7 +6,9 @@ normal case) a failpoint costs one dictionary lookup.
 
 The points: ``artifact:before-replace`` (temporary artifact file written and synced, not yet
 renamed into place), ``register:after-artifact``, ``register:before-commit``,
-``promote:after-archive`` and ``promote:before-commit``.
+``promote:after-archive``, ``promote:before-commit``, and the production switch's
+``switch:announced`` (pending notice written), ``switch:switched`` (pointer moved) and
+``switch:checked`` (smoke check run, its outcome not yet acted on).
 """
 
 from __future__ import annotations

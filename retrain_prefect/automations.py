@@ -8,12 +8,13 @@
   ``volume``. prefect.yaml declares the same two triggers on that deployment (``prefect
   deploy`` creates them); both ways give one automation of each name, owned by the
   deployment, however often and in whichever order they are applied.
-- **retrain: mark runs without heartbeats crashed**: a running ``retraining-pipeline``,
-  ``drift-check`` or ``rollback-model`` run whose heartbeats stop (its machine died with its worker, so nobody saw
-  the process end) is marked Crashed after ``--crashed-after`` seconds (default 600, three
-  of Prefect's 180-second heartbeats). This is what the parent flows' heartbeats are for.
-- **retrain: email on failed or crashed run**: a run of ``retraining-pipeline``,
-  ``drift-check`` or ``rollback-model`` that ends Failed or Crashed runs the
+- **retrain: mark runs without heartbeats crashed**: a running run of one of the entry flows
+  (``ENTRY_FLOWS``: every deployed flow but ``failure-alert``) whose heartbeats stop (its
+  machine died with its worker, so nobody saw the process end) is marked Crashed after
+  ``--crashed-after`` seconds (default 600, three of Prefect's 180-second heartbeats). This
+  is what the parent flows' heartbeats are for.
+- **retrain: email on failed or crashed run**: a run of an entry flow that ends Failed or
+  Crashed runs the
   ``failure-alert/notify`` deployment (``retrain_prefect.flows.failure_alert``) with the flow, run, run
   id, state and message of that run, taken from the state-change event. The flow writes the
   alert to the outbox and emails it to ``[notifications] email_recipients``. It runs in a
@@ -99,25 +100,22 @@ def failed_or_crashed_run() -> EventTrigger:
     )
 
 
+def _on_failed_or_crashed_run(name: str, does: str, action) -> AutomationCore:
+    return AutomationCore(name=name, trigger=failed_or_crashed_run(), actions=[action],
+                          description=f"A Failed or Crashed run of {', '.join(ENTRY_FLOWS)} {does}.")
+
+
 def failure_automation(webhook_block_id) -> AutomationCore:
-    return AutomationCore(
-        name=FAILURE_AUTOMATION,
-        description=f"A Failed or Crashed run of {', '.join(ENTRY_FLOWS)} calls the "
-                    f"{WEBHOOK_BLOCK} webhook.",
-        trigger=failed_or_crashed_run(),
-        actions=[CallWebhook(block_document_id=webhook_block_id, payload=FAILURE_PAYLOAD)],
-    )
+    return _on_failed_or_crashed_run(
+        FAILURE_AUTOMATION, f"calls the {WEBHOOK_BLOCK} webhook",
+        CallWebhook(block_document_id=webhook_block_id, payload=FAILURE_PAYLOAD))
 
 
 def failure_alert_automation(failure_alert_deployment_id) -> AutomationCore:
-    return AutomationCore(
-        name=EMAIL_AUTOMATION,
-        description=f"A Failed or Crashed run of {', '.join(ENTRY_FLOWS)} runs "
-                    f"{FAILURE_ALERT_DEPLOYMENT}, which emails the failure alert.",
-        trigger=failed_or_crashed_run(),
-        actions=[RunDeployment(source="selected", deployment_id=failure_alert_deployment_id,
-                               parameters=FAILURE_ALERT_PARAMETERS)],
-    )
+    return _on_failed_or_crashed_run(
+        EMAIL_AUTOMATION, f"runs {FAILURE_ALERT_DEPLOYMENT}, which emails the failure alert",
+        RunDeployment(source="selected", deployment_id=failure_alert_deployment_id,
+                      parameters=FAILURE_ALERT_PARAMETERS))
 
 
 def crash_detection(crashed_after: timedelta = CRASHED_AFTER) -> AutomationCore:
@@ -191,7 +189,7 @@ def apply(webhook_url: str | None = None, client: SyncPrefectClient | None = Non
     done[CRASH_AUTOMATION] = _upsert(client, crash_detection(crashed_after))
     try:
         alert = client.read_deployment_by_name(FAILURE_ALERT_DEPLOYMENT)
-    except ObjectNotFound:  # e.g. deployments.serve, which does not serve it
+    except ObjectNotFound:  # not deployed (yet)
         done[EMAIL_AUTOMATION] = (f"skipped: no {FAILURE_ALERT_DEPLOYMENT} deployment (`prefect "
                                   "deploy --all` creates it)")
     else:

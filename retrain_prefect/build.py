@@ -17,9 +17,7 @@ from typing import Any
 from retrain.config import ENV_CONFIG, RolloutConfig, ScheduleConfig, find_config_path, load_config
 from retrain.errors import ConfigError
 from retrain_prefect.deployments import DRIFT_CHECK_CRON
-
-# The worker's flow processes log the library's progress to the dashboard too.
-FLOW_ENV = {"PREFECT_LOGGING_EXTRA_LOGGERS": "retrain"}
+from retrain_prefect.environment import FLOW_ENV
 
 
 def retrain_settings(config: str | None = None, project_dir: str | Path | None = None

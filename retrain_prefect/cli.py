@@ -9,12 +9,12 @@ command needs it, so ``retrain --help`` and ``retrain models`` start at once.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import TYPE_CHECKING
 
 from retrain.cli.main import main as library_main
 from retrain.cli.orchestrator import Orchestrator
+from retrain_prefect.environment import set_defaults
 
 if TYPE_CHECKING:
     from retrain.pipeline.document import RunDocument
@@ -22,11 +22,9 @@ if TYPE_CHECKING:
 
 def prefect_env() -> None:
     """Defaults for running flows from the command line (the user's own settings win)."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "retrain")
     # The temporary server's first start creates its database, which on a busy 2-core machine
     # takes longer than Prefect's 20 s.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    set_defaults(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120")
 
 
 def run_pipeline(config: str | None, models: list[str] | None, force: bool,

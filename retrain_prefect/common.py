@@ -1,5 +1,6 @@
-"""What every flow module shares: the run's workspace, events about a model, run tags, and
-the settings under which a step runs as a subflow."""
+"""What every flow module shares: the run's workspace, its notifier, run tags, the settings
+under which a step runs as a subflow, and quiet tracebacks for errors in the user's input
+(events are in ``retrain_prefect.events``)."""
 
 from __future__ import annotations
 

@@ -60,5 +60,4 @@ def temporary_server_dies_with_this_process() -> None:
     way)."""
     if PREFECT_API_URL.value() or None in SubprocessASGIServer._instances:
         return  # a server of the user's, or a temporary one that exists already
-    SubprocessASGIServer._instances[None] = object.__new__(_WatchedServer)
-    SubprocessASGIServer._instances[None].__init__(None)
+    _WatchedServer(None)  # registers itself under port None (SubprocessASGIServer.__new__)

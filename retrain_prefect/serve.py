@@ -12,11 +12,9 @@ until stopped. Use one way or the other. Apply the failure and crash automations
 
 from __future__ import annotations
 
-import os
+from retrain_prefect.environment import set_defaults
 
-# Before Prefect is imported: it configures its loggers when it is.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "retrain")
+set_defaults()  # before Prefect is imported: it configures its loggers when it is
 
 from prefect import serve  # noqa: E402
 

@@ -20,7 +20,7 @@ from retrain.experiments.rollout_control import (abort_rollout, pause_rollout, r
                                                  rollout_status)
 from retrain.experiments.routing import Route, Router
 from retrain.notify.service import NotificationService
-from retrain.promotion.switch import ProductionChange, change_production
+from retrain.promotion.switch import ProductionChange, SwitchResult, change_production
 from retrain.registry.tables import ACTIVE_EXPERIMENT_STATUSES, Experiment, Feedback, PredictionLog, utcnow
 from retrain.workspace import Workspace
 
@@ -217,7 +217,11 @@ class ABTestingManager:
                                             "status": final, "promoted": target})])
 
         if target is not None:
-            self._promote(experiment, document, actor, close)
+            switched = self._promote(experiment, document, actor, close)
+            if switched.outcome == "undone":  # the smoke check failed: production is back
+                document = {**document, "promoted": None, "promotion_undone": switched.reason}
+                store.change_experiment(self.registry, test_id, (final,),
+                                        {"result": analysis.jsonable(document)})
         else:
             with self.registry.transaction() as session:
                 close(session)
@@ -225,12 +229,12 @@ class ABTestingManager:
         self.notifier.send_ab_test_result(document)
         production = self.registry.production_version(experiment.model_name)
         return {"test_id": test_id, "status": final, "winner": winner,
-                "winner_version": document["winner_version"], "promoted": target,
+                "winner_version": document["winner_version"], "promoted": document["promoted"],
                 "production_version": production.version_id if production else None,
                 "summary": document}
 
     def _promote(self, experiment: Experiment, document: dict[str, Any], actor: str | None,
-                 close) -> None:
+                 close) -> SwitchResult:
         """Promote the winner and end the test (``close``) in one registry transaction,
         with a notice before and a notice after."""
         target = document["winner_version"]
@@ -249,7 +253,7 @@ class ABTestingManager:
             details={"experiment_id": experiment.id, **_audit_numbers(document)},
             closing=experiment.id, close=close)
         try:
-            change_production(self.workspace, change, self.notifier)
+            return change_production(self.workspace, change, self.notifier)
         except RegistryError as exc:
             current = store.get_experiment(self.registry, experiment.id)
             if current.status not in ACTIVE_EXPERIMENT_STATUSES:

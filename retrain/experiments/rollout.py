@@ -329,7 +329,7 @@ def _complete(ws: Workspace, experiment: Experiment, now: datetime,
             details={"experiment_id": experiment.id, "strategy": experiment.strategy},
             closing=experiment.id, close=close)
         try:
-            change_production(ws, change, notifier)
+            switched = change_production(ws, change, notifier)
         except RegistryError as exc:
             current = store.get_experiment(registry, experiment.id)
             if current.status != "running" or current.step != experiment.step:
@@ -338,6 +338,16 @@ def _complete(ws: Workspace, experiment: Experiment, now: datetime,
                                     "promoted") from None
             return end_rollout(ws, experiment, f"cannot promote at 100%: {exc}", now, notifier,
                                status="stopped", action="rollout-stopped", actor=actor)
+        if switched.outcome == "undone":  # the smoke check failed: production is back
+            log.error("rollout %s: %s", experiment.id, switched.reason)
+            undone = store.change_experiment(
+                registry, experiment.id, ("completed",),
+                {"status": "rolled-back", "traffic_b": 0.0,
+                 "result": {**experiment.result, "status": "rolled-back", "reason": switched.reason}},
+                [store.audit_event(model, "rollout-rolled-back", version_id=experiment.version_b,
+                                   actor=actor, reason=switched.reason,
+                                   details={"experiment_id": experiment.id})])
+            return rollout_entry(undone, "rolled-back", switched.reason)
     updated = store.get_experiment(registry, experiment.id)
     log.info("rollout %s completed: %s is production", experiment.id, experiment.version_b)
     return rollout_entry(updated, "completed", reason)

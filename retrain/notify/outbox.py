@@ -45,11 +45,6 @@ class Outbox:
         session.flush()
         return row
 
-    def enqueue(self, **fields: Any) -> int:
-        """One pending row in a transaction of its own; returns its id."""
-        with self.registry.transaction() as s:
-            return self.add(s, **fields).id
-
     @staticmethod
     def release_in(session: Session, switch_id: str) -> int:
         """The switch's held rows become pending (its smoke check has run)."""
@@ -96,7 +91,7 @@ class Outbox:
                     row.next_attempt_at = now + timedelta(seconds=delay)
             s.add(row)
 
-    def due_ids(self, ids: list[int] | None = None) -> list[tuple[int, str]]:
+    def due_ids(self) -> list[tuple[int, str]]:
         """``(id, channel)`` of the rows that may be delivered now, oldest first: pending and
         due, with no earlier row of the same model and channel still waiting (pending but
         not due, held, or leased by another delivery)."""
@@ -116,14 +111,11 @@ class Outbox:
             if key in waiting or not ready:
                 waiting.add(key)
                 continue
-            if ids is None or row_id in ids:
-                due.append((row_id, channel))
-            else:  # a row the caller did not ask for still goes first
-                waiting.add(key)
+            due.append((row_id, channel))
         return due
 
-    def deliver(self, send: Callable[[Notification], None], ids: list[int] | None = None,
-                *, stop_channel_on_error: bool = True) -> dict[str, int]:
+    def deliver(self, send: Callable[[Notification], None], *,
+                stop_channel_on_error: bool = True) -> dict[str, int]:
         """Deliver the rows that may go now (``due_ids``), in the order they were written.
 
         After a failure on a channel, later rows of that channel wait too (this time), and the
@@ -131,7 +123,7 @@ class Outbox:
         """
         counts = {"sent": 0, "retry": 0, "failed": 0, "skipped": 0}
         blocked: set[str] = set()
-        for notification_id, channel in self.due_ids(ids):
+        for notification_id, channel in self.due_ids():
             if channel in blocked:
                 counts["skipped"] += 1
                 continue

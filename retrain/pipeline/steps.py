@@ -41,6 +41,9 @@ def flush_notifications(context: RunContext) -> dict[str, int]:
     ws = context.workspace
     for line in finish_interrupted(ws, context.service):
         log.warning("interrupted production switch: %s", line)
+    # Finishing a switch may have undone it: the run goes on from production as it is now.
+    for name in context.models:
+        context.production[name] = ws.registry.production_version(name)
     for name in context.models:
         for version in ws.registry.abandoned_candidates(name):
             if version.version_id in context.abandoned:

@@ -213,6 +213,10 @@ def _ask(ws: Workspace, change: ProductionChange, approver: Approver | None) -> 
                         reason=change.reason, details=change.details, actor=change.actor)
         log.info("%s awaits approval: %s", change.version_id, change.reason)
         return None
+    # Recorded first: the answer can take hours, and a candidate with nothing after
+    # ``evaluated`` would look abandoned to another machine's run meanwhile.
+    registry.record(change.model, "approval-requested", version_id=change.version_id,
+                    reason=change.reason, actor=change.actor)
     answer = approver(change.evaluation, change.reason)
     registry.record(change.model, "approved" if answer.approved else "approval-rejected",
                     version_id=change.version_id, actor=answer.actor,
@@ -327,22 +331,35 @@ def _undo_reason(record: ProductionSwitch, problem: str) -> str:
 
 def _undo(ws: Workspace, record: ProductionSwitch, problem: str,
           notifier: "NotificationService") -> None:
-    """The smoke check failed: the held notice is cancelled and the switch undone, through
-    the switch, without a smoke check of its own (it would undo the undoing)."""
+    """The smoke check failed: the switch is undone through the switch, without a smoke check
+    of its own (it would undo the undoing), back to the previous version or, when there is
+    none or it is refused (say, its artifact is broken), by withdrawing the failed one. The
+    failed switch's record becomes ``undone`` and its held notice is cancelled in the undoing's
+    own transaction, so a crash before it leaves the record ``switched`` for
+    :func:`finish_interrupted` to undo again."""
     why = _undo_reason(record, problem)
     log.error("%s: %s", record.version_id, why)
-    with ws.registry.transaction(record.model_name) as s:
-        _move(s, record.id, "switched", "undone")
-        Outbox.cancel_in(s, record.id)
+
+    def close(session: Session) -> None:
+        _move(session, record.id, "switched", "undone")
+        Outbox.cancel_in(session, record.id)
+
+    withdrawal = ProductionChange(record.model_name, record.version_id, "withdrawal", why,
+                                  smoke_sample=None, close=close)
     if record.previous_version is not None:
-        undo = ProductionChange(record.model_name, record.previous_version, "rollback", why,
-                                expected_production=record.version_id, smoke_sample=None,
-                                details={"rolled_back_from": record.version_id,
-                                         "smoke_check": problem})
-    else:
-        undo = ProductionChange(record.model_name, record.version_id, "withdrawal", why,
-                                smoke_sample=None)
-    change_production(ws, undo, notifier)
+        rollback = ProductionChange(record.model_name, record.previous_version, "rollback", why,
+                                    expected_production=record.version_id, smoke_sample=None,
+                                    details={"rolled_back_from": record.version_id,
+                                             "smoke_check": problem}, close=close)
+        try:
+            change_production(ws, rollback, notifier)
+            return
+        except RegistryError as exc:
+            if _current(ws, record.model_name) != record.version_id:
+                raise  # production moved on meanwhile, or another process undid it
+            log.error("%s: rolling back to %s was refused (%s); withdrawing %s instead",
+                      record.model_name, record.previous_version, exc, record.version_id)
+    change_production(ws, withdrawal, notifier)
 
 
 # After a crash -------------------------------------------------------------------------------

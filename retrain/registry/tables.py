@@ -103,9 +103,6 @@ class Notification(SQLModel, table=True):
     switch_id: str | None = Field(default=None, max_length=32, index=True)
 
 
-SWITCH_STATES = ("announced", "switched", "checked", "undone", "abandoned")
-
-
 class ProductionSwitch(SQLModel, table=True):
     """One change of a model's production version, as it goes: ``announced`` (its pending
     notice is written), ``switched`` (the pointer moved; its notices after are held),

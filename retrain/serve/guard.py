@@ -29,6 +29,7 @@ MAX_JSON_DEPTH = 64
 MAX_INT_DIGITS = 4300  # Python's own limit for turning digits into an int
 GUARDED = re.compile(r"^/(predict/[^/]+|feedback)/?$")
 _BRACKETS = re.compile(rb"[\[{\]}]")
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
 class BodyTooLarge(Exception):
@@ -70,10 +71,9 @@ def json_problem(body: bytes) -> str | None:
 
 
 def max_depth(body: bytes) -> int:
-    """How deep ``body`` nests arrays and objects (brackets inside strings count too, which
-    can only overstate the depth of a body that is refused anyway)."""
+    """How deep ``body`` nests arrays and objects; brackets inside strings do not count."""
     depth = deepest = 0
-    for token in _BRACKETS.finditer(body):
+    for token in _BRACKETS.finditer(_STRINGS.sub(b'""', body)):
         if token.group() in (b"[", b"{"):
             depth += 1
             deepest = max(deepest, depth)

@@ -23,6 +23,7 @@ import pytest
 from conftest import SMALL
 from retrain.demo import append_drifted_month, write_workspace
 from retrain.errors import ConfigError
+from retrain.notify.outbox import Outbox
 from retrain.pipeline import run_pipeline
 from retrain.workspace import Workspace
 
@@ -164,9 +165,16 @@ def run_cli(argv: list[str], env: dict[str, str]) -> SimpleNamespace:
     return SimpleNamespace(rc=run.returncode, out=run.stdout, err=run.stderr)
 
 
-def registered(ws: Path) -> list[str]:
-    registry = Workspace.open(ws / "retrain.toml").registry
-    out = [v.version_id for name in ("lightgbm", "random_forest") for v in registry.versions(name)]
+def registered(ws: Path) -> dict[str, object]:
+    """What a refused command must leave as it was: each version and its status, each model's
+    audit history, and the outbox."""
+    workspace = Workspace.open(ws / "retrain.toml")
+    registry = workspace.registry
+    models = ("lightgbm", "random_forest")
+    out = {"versions": [(v.version_id, v.status) for name in models for v in registry.versions(name)],
+           "history": {name: len(registry.history(name)) for name in models},
+           "outbox": [(n.id, n.status) for n in Outbox(registry, workspace.settings.notifications)
+                      .messages(limit=10_000)]}
     registry.dispose()
     return out
 
@@ -188,7 +196,7 @@ def test_bad_input_is_one_line_naming_it(workspace, case):
         after = registered(workspace)
     except ConfigError:
         return  # the configuration itself is the bad input: nothing can have run
-    assert after == before  # nothing registered
+    assert after == before  # nothing registered, changed, audited or queued
 
 
 def test_notify_limit_must_be_positive(workspace):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from pydantic import ValidationError
 
 from retrain.config import settings_from_dict
 from retrain.data import FeatureStore, Schema, fingerprint, temporal_split, validate_frame
@@ -255,7 +256,7 @@ def test_rows_from_the_future_are_an_error_naming_the_file(tmp_path):
     fs.config.max_future = "30000d"  # a margin beyond 2099: the rows are accepted
     fs._scanned = None
     assert fs.count_rows(fs.rows()) == 60
-    with pytest.raises(Exception, match="at most 36500 days"):
+    with pytest.raises(ValidationError, match="at most 36500 days"):
         fs.config.max_future = "99999d"
 
 

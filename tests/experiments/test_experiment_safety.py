@@ -5,6 +5,7 @@ that served them, and the guardrail watches paused rollouts too."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -17,7 +18,11 @@ from retrain.experiments.rollout_control import abort_rollout
 from retrain.promotion import Approval, apply_decision, rollback_model
 from retrain.registry.tables import Experiment
 from retrain.stats.sequential import ArmSummary, msprt
+from retrain.evaluation.results import Evaluation, MetricPair
+from retrain.evaluation.smoke import recorded_smoke_sample
+from retrain.notify.outbox import Outbox
 from abtest import MODEL, set_salt, simulate
+from smoke_samples import tamper_smoke_sample
 
 T0 = datetime(2026, 4, 1, 9, 0)
 
@@ -108,6 +113,8 @@ def test_an_experiment_started_while_approval_was_pending_defers_the_promotion(m
     started = {}
 
     def approver(evaluation, reason):  # approval takes hours; meanwhile a test starts
+        # Asked is recorded first, so the waiting candidate never looks abandoned.
+        assert actions(ab_workspace.registry)[-1] == "approval-requested"
         started["id"] = manager.create_ab_test(MODEL, "production", "lightgbm-v2",
                                                traffic_split=0.5)["test_id"]
         return Approval(approved=True, actor="alice")
@@ -117,7 +124,8 @@ def test_an_experiment_started_while_approval_was_pending_defers_the_promotion(m
     assert decision.experiment_id == started["id"] and started["id"] in decision.reason
     registry = ab_workspace.registry
     assert registry.production_version(MODEL).version_id == "lightgbm-v1"
-    assert actions(registry)[-2:] == ["approved", "awaiting-experiment"]
+    assert actions(registry)[-4:] == ["approval-requested", "ab-test-created", "approved",
+                                      "awaiting-experiment"]
 
 
 def test_an_experiment_started_just_before_the_switch_defers_the_promotion(manager, ab_workspace,
@@ -241,6 +249,59 @@ def test_an_ab_tests_winner_is_promoted_as_the_test_ends(manager, ab_workspace):
     assert (result["status"], result["promoted"]) == ("significant", "lightgbm-v2")
     assert registry.production_version(MODEL).version_id == "lightgbm-v2"
     assert actions(registry)[-3:] == ["archived", "promoted", "ab-test-ended"]
+
+
+def fails_its_smoke_check(ws, version_id: str) -> None:
+    """Record an evaluation of ``version_id`` whose smoke sample its artifact does not
+    reproduce (v1's sample, copied and halved), as a deployed artifact that does not predict
+    what was evaluated would look."""
+    sample = recorded_smoke_sample(ws.registry, f"{MODEL}-v1")
+    copy = sample.path.replace(f"{MODEL}-v1", version_id)
+    assert copy != sample.path
+    shutil.copyfile(ws.registry.artifacts_dir / sample.path, ws.registry.artifacts_dir / copy)
+    tampered = tamper_smoke_sample(ws, Evaluation(
+        model=MODEL, candidate_version=version_id, metric="roc_auc", metrics=MetricPair(),
+        smoke_sample=sample.model_copy(update={"path": copy})))
+    ws.registry.record(MODEL, "evaluated", version_id=version_id, reason="copied from v1",
+                       details={"smoke_sample": tampered.smoke_sample.to_dict()})
+
+
+def test_an_ab_test_winner_that_fails_its_smoke_check_is_not_reported_promoted(manager,
+                                                                             ab_workspace):
+    registry = ab_workspace.registry
+    fails_its_smoke_check(ab_workspace, "lightgbm-v2")
+    test = manager.create_ab_test(MODEL, "lightgbm-v1", "lightgbm-v2", traffic_split=0.5,
+                                  duration_days=14, now=T0)
+    set_salt(ab_workspace, test["test_id"], "s1")
+    manager.refresh()
+    simulate(manager, {"A": 0.60, "B": 0.85}, 4000, np.random.default_rng(1), at=T0)
+    result = manager.end_test(test["test_id"], now=T0 + timedelta(days=1))
+    assert (result["winner_version"], result["promoted"]) == ("lightgbm-v2", None)
+    assert "smoke check after promotion failed" in result["summary"]["promotion_undone"]
+    assert result["production_version"] == "lightgbm-v1"
+    assert registry.production_version(MODEL).version_id == "lightgbm-v1"
+    stored = store.get_experiment(registry, test["test_id"])
+    assert stored.status == "significant" and stored.result["promoted"] is None
+    notices = Outbox(registry, ab_workspace.settings.notifications).messages()
+    summary = [m for m in notices if m.kind == "ab_test_result"][-1]  # the one as it ended
+    assert summary.payload["status"] == "significant"
+    assert summary.payload["promoted"] is None and "was promoted" not in summary.body_text
+
+
+def test_a_rollout_that_fails_its_smoke_check_at_100_percent_is_rolled_back(manager,
+                                                                           ab_workspace):
+    registry = ab_workspace.registry
+    fails_its_smoke_check(ab_workspace, "lightgbm-v2")
+    rollout = manager.create_gradual_rollout(MODEL, "lightgbm-v2", strategy="gradual", steps=2,
+                                             now=T0)
+    ab_workspace.settings.rollout.advance_without_outcomes = True
+    [entry] = advance_rollouts(ab_workspace, now=T0 + timedelta(hours=25))
+    assert entry["action"] == "rolled-back" and "smoke check" in entry["reason"]
+    stored = store.get_experiment(registry, rollout["rollout_id"])
+    assert (stored.status, stored.traffic_b) == ("rolled-back", 0.0)
+    assert registry.production_version(MODEL).version_id == "lightgbm-v1"
+    assert actions(registry)[-6:] == ["archived", "promoted", "rollout-completed", "archived",
+                                      "rolled-back", "rollout-rolled-back"]
 
 
 # Finding 6: outcomes belong to the experiment that served the request ----------------------------

@@ -233,6 +233,29 @@ def test_failed_smoke_check_rolls_back(workspace, drift_month):
     assert "smoke check after promotion failed" in server.received[-1].part("text/plain")
 
 
+def test_a_failed_smoke_check_withdraws_when_the_previous_version_is_broken(workspace,
+                                                                            drift_month):
+    """Rolling back to v1 is refused (its artifact no longer matches its sha256): the failed
+    v2 is withdrawn instead of staying in production, and its held notice is cancelled."""
+    from retrain.promotion.decisions import decide_all
+
+    run_pipeline(workspace, models=["lightgbm"])
+    drift_month(workspace)
+    evaluation = tamper_smoke_sample(workspace, _candidate_evaluation(workspace))
+    registry = workspace.registry
+    path = registry.artifact_file(registry.get_version("lightgbm-v1"))
+    path.write_bytes(path.read_bytes()[:-10])
+    decision = decide_all(workspace, {"lightgbm": evaluation})["lightgbm"]
+    assert decision.decision == "rolled-back" and "smoke check" in decision.reason
+    assert registry.production_version("lightgbm") is None
+    assert registry.get_version("lightgbm-v2").status == "rejected"
+    assert [e.action for e in registry.history("lightgbm")][-3:] == [
+        "archived", "promoted", "withdrawn"]
+    rows = [(m.kind, m.status) for m in reversed(NotificationService(workspace=workspace).outbox.messages())]
+    assert rows[-4:] == [("pending_promotion", "sent"), ("promotion", "cancelled"),
+                         ("pending_promotion", "sent"), ("rollback", "sent")]
+
+
 def test_a_first_version_that_fails_its_smoke_check_is_withdrawn(workspace):
     from retrain.promotion.decisions import decide_all
 

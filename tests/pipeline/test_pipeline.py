@@ -36,6 +36,7 @@ def test_bootstrap_then_drift_promotes(workspace, drift_month):
     assert doc.triggers.volume.met is True and doc.triggers.volume.new_rows == 2000
     # The drifted month changes what predicts default: the seeded demo's challengers are far
     # better (about +28% ROC AUC) and significantly so, so both are promoted.
+    assert set(doc.models) == {"random_forest", "lightgbm"}
     for name, m in doc.models.items():
         assert m.production_version_before == f"{name}-v1"
         assert m.candidate_version == f"{name}-v2"
@@ -53,6 +54,7 @@ def test_no_new_data_skips_and_records_why(workspace):
     run_pipeline(workspace)
     doc = run_pipeline(workspace)
     assert doc.retrained is False
+    assert set(doc.models) == {"random_forest", "lightgbm"}
     for name, m in doc.models.items():
         assert m.decision == "skipped"
         assert "no trigger fired" in m.reason and "0 new rows < 1000" in m.reason
@@ -110,7 +112,7 @@ def test_bad_data_fails_the_run_and_leaves_the_registry_intact(workspace, drift_
     path = drift_month(workspace)
     df = pl.read_parquet(path).with_columns(pl.col("credit_score").cast(pl.String))
     df.write_parquet(path)
-    with pytest.raises(DataValidationError, match="credit_score"):
+    with pytest.raises(DataValidationError, match="column 'credit_score': type changed"):
         run_pipeline(workspace, reason="schedule")
     after = {n: [(v.version_id, v.status) for v in workspace.registry.versions(n)]
              for n in workspace.settings.model_names}
@@ -135,6 +137,7 @@ def test_performance_trigger_in_a_run(workspace, drift_month):
     workspace.settings.drift.drift_share = 1.0  # only the performance trigger can fire
     doc = run_pipeline(workspace, check_performance=True)
     assert doc.triggers.performance.triggered is True
+    assert set(doc.models) == {"random_forest", "lightgbm"}
     assert all("performance" in m.trigger for m in doc.models.values())
 
 

@@ -4,14 +4,16 @@ triggers included."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
 from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 from prefect.flows import load_flow_from_entrypoint
 
-from retrain.config import settings_from_dict
+from retrain.config import load_config
 from retrain_prefect import deployments
+from retrain_prefect.build import retrain_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,11 +33,15 @@ def test_prefect_yaml_names_every_declared_deployment_and_its_entrypoint():
 
 
 def test_serve_builds_the_same_deployments_as_prefect_yaml(tmp_path):
-    settings = settings_from_dict({"data": {"source": "data", "target": "y", "timestamp": "t"},
-                                   "models": {"m": {"kind": "lightgbm"}},
-                                   "schedule": {"cron": "30 4 2 * *", "timezone": "Asia/Tokyo"}},
-                                  base_dir=tmp_path)
+    (tmp_path / "retrain.toml").write_text(
+        '[data]\nsource = "data"\ntarget = "y"\ntimestamp = "t"\n'
+        '[models.m]\nkind = "lightgbm"\n'
+        '[schedule]\ncron = "30 4 2 * *"\ntimezone = "Asia/Tokyo"\n'
+        '[rollout]\ncron = "15 */2 * * *"\n')
+    settings = load_config(tmp_path / "retrain.toml")
     served = deployments.runner_deployments(settings, str(tmp_path / "retrain.toml"))
+    # What prefect.yaml's build step resolves its {{ retrain.* }} templates to for this workspace
+    built = retrain_settings(str(tmp_path / "retrain.toml"), project_dir=tmp_path)
     spec = {d["name"] + ":" + d["entrypoint"]: d
             for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]}
     assert len(served) == len(spec) == len(deployments.DEPLOYMENTS)
@@ -44,8 +50,9 @@ def test_serve_builds_the_same_deployments_as_prefect_yaml(tmp_path):
         assert (runner.name, runner.flow_name) == (declared.name, declared.flow)
         assert runner.parameters == {**entry.get("parameters", {}),
                                      "config": str(tmp_path / "retrain.toml")}
-        crons = [s.schedule.cron for s in runner.schedules or []]
-        assert bool(crons) == bool(entry.get("schedules"))
+        schedules = [(s.schedule.cron, s.schedule.timezone) for s in runner.schedules or []]
+        assert schedules == [(_render(s["cron"], built), _render(s["timezone"], built))
+                             for s in entry.get("schedules", [])]
         if entry.get("concurrency_limit"):
             assert (runner.concurrency_limit, runner.concurrency_options.collision_strategy.value) == (
                 entry["concurrency_limit"]["limit"], entry["concurrency_limit"]["collision_strategy"])
@@ -55,6 +62,14 @@ def test_serve_builds_the_same_deployments_as_prefect_yaml(tmp_path):
         expected = [DeploymentEventTrigger(**t).model_dump(mode="json", exclude={"id"})
                     for t in entry.get("triggers", [])]
         assert comparable == expected
-    monthly = served[0]
-    assert [s.schedule.cron for s in monthly.schedules] == ["30 4 2 * *"]
-    assert monthly.schedules[0].schedule.timezone == "Asia/Tokyo"
+    by_schedule = {d.schedule: [(s.schedule.cron, s.schedule.timezone) for s in r.schedules]
+                   for r, d in zip(served, deployments.DEPLOYMENTS) if d.schedule}
+    assert by_schedule == {"pipeline": [("30 4 2 * *", "Asia/Tokyo")],
+                           "drift_check": [(deployments.DRIFT_CHECK_CRON, "Asia/Tokyo")],
+                           "rollout": [("15 */2 * * *", "Asia/Tokyo")]}
+
+
+def _render(template: str, built: dict[str, object]) -> str:
+    match = re.fullmatch(r"\{\{ retrain\.(\w+) \}\}", template)
+    assert match, f"a schedule that is not one of the build step's outputs: {template}"
+    return str(built[match.group(1)])

@@ -129,6 +129,7 @@ def test_bootstrap_then_drift_then_skip(pipeline, client, make_workspace, drift_
     assert doc2["triggers"]["drift"]["drifted_features"]
     assert doc2["triggers"]["volume"]["met"] is True and doc2["triggers"]["volume"]["new_rows"] == 2000
     registry = Workspace.open(config).registry
+    assert set(doc2["models"]) == set(MODELS)
     for name, entry in doc2["models"].items():
         assert entry["production_version_before"] == f"{name}-v1"
         assert entry["candidate_version"] == f"{name}-v2"
@@ -160,6 +161,7 @@ def test_bootstrap_then_drift_then_skip(pipeline, client, make_workspace, drift_
         assert event.payload["share"] > 0 and event.payload["current_rows"] > 0
     assert not wait_for_events(client, "retrain.drift.detected", children["check-drift"].id, 1, timeout=2)
     registered = wait_for_events(client, "retrain.model.registered", children["retrain-models"].id, len(MODELS))
+    assert sorted(e.resource.id for e in registered) == sorted(f"retrain.model.{n}" for n in MODELS)
     for event in registered:
         assert event.payload["reason"] == "schedule" and event.payload["metrics"]["roc_auc"] > 0
         assert event.payload["data"]["train_rows"] > 0
@@ -262,7 +264,8 @@ BAD_DATA = {
         pl.col("income").cast(pl.String)), "'income'", "type changed"),
     # A feature that arrived empty.
     "all-null feature": (lambda ws: _newer(ws, _month(ws, 1)).with_columns(
-        pl.lit(None, dtype=pl.Float64).alias("months_employed")), "'months_employed'", "null"),
+        pl.lit(None, dtype=pl.Float64).alias("months_employed")), "'months_employed'",
+        "all values are null"),
     # A third label: passes the drift check, fails when the training window is loaded.
     "three classes": (lambda ws: _newer(ws, pl.concat([_month(ws, 1), _month(ws, 2)])).with_columns(
         pl.when(pl.col("age") > 60).then(2).otherwise(pl.col("defaulted")).cast(pl.Int8)

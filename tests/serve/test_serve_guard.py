@@ -112,6 +112,13 @@ def test_json_python_cannot_hold_is_a_422_that_says_why(api, body, message):
     assert error["loc"] == ["body"] and message in error["msg"]
 
 
+def test_brackets_inside_strings_do_not_count_as_nesting(api):
+    request_id = "[{" * 70 + '\\"[' * 5
+    r = predict(api, {"request_id": request_id, "features": features()})
+    assert r.status_code == 200, r.text
+    assert r.json()["request_id"] == request_id
+
+
 def test_reading_endpoints_stay_open_and_unguarded(served):
     with client_for(served) as api:
         assert api.get("/health").status_code == 200 and api.get("/models").status_code == 200

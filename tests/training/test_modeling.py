@@ -104,3 +104,10 @@ def test_no_rows_give_no_predictions(kind, train_test):
     train, test = train_test
     model = fit_model(kind, SMALL[kind], train, SCHEMA, "defaulted", seed=1)
     assert model.predict_proba(test.head(0)).shape == (0,)
+
+
+def test_per_feature_lightgbm_params_are_not_refused_but_bad_ones_are():
+    from retrain.modeling import validate_params
+    validate_params("lightgbm", {"monotone_constraints": [1, 0, -1, 0, 0, 0]}, 0, "[models.m] params")
+    with pytest.raises(ConfigError, match=r"\[models.m\] params: .*num_leaves"):
+        validate_params("lightgbm", {"num_leaves": 1}, 0, "[models.m] params")
