@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from retrain.data import Schema
+from retrain.data.schema import as_category
 from retrain.errors import ConfigError, DataValidationError
 
 KINDS = ("random_forest", "lightgbm", "logistic_regression")
@@ -40,7 +41,8 @@ class Preprocessing:
     def fit(cls, df: pl.DataFrame, schema: Schema) -> "Preprocessing":
         cats = {}
         for col in schema.categorical:
-            values = df.get_column(col).cast(pl.String).drop_nulls().unique().sort().to_list()
+            values = (df.select(as_category(col, df.schema[col])).to_series()
+                      .drop_nulls().unique().sort().to_list())
             cats[col] = values
         return cls(schema, cats)
 
@@ -53,7 +55,7 @@ class Preprocessing:
         for col in self.schema.features:
             if col in self.categories:
                 mapping = {v: float(i) for i, v in enumerate(self.categories[col])}
-                exprs.append(pl.col(col).cast(pl.String)
+                exprs.append(as_category(col, df.schema[col])
                              .replace_strict(mapping, default=None, return_dtype=pl.Float64).alias(col))
             else:
                 dtype = df.schema[col]
@@ -117,7 +119,12 @@ def validate_params(kind: str, params: dict[str, Any], seed: int, where: str) ->
             rounds = int(options.pop("n_estimators", 100))
             if rounds < 1:
                 raise ValueError(f"n_estimators must be at least 1, got {rounds}")
-            rows = np.tile(np.arange(4.0), (len(resolved) + 8, 1)).T.reshape(-1, 1)
+            # Per-feature parameters (monotone_constraints, feature_contri, ...) need as many
+            # columns as they list; the feature count is known only when data is read.
+            width = max([len(v) for v in options.values() if isinstance(v, (list, tuple))],
+                        default=1)
+            column = np.tile(np.arange(4.0), (len(resolved) + 8, 1)).T.reshape(-1, 1)
+            rows = np.repeat(column, width, axis=1)
             labels = (np.arange(rows.shape[0]) % 2).astype(float)
             with _native_stderr_silenced():  # LightGBM's "[Fatal]" line repeats the error
                 lgb.train({"objective": "binary", "seed": seed, "verbose": -1,

@@ -28,6 +28,33 @@ def dtype_family(dtype: pl.DataType) -> str:
     return "other"
 
 
+def as_category(column: str, dtype: pl.DataType) -> pl.Expr:
+    """``column`` as the text of its categories, the same whatever its storage type: a
+    category code 3 reads "3" whether a file stored it as Int64, as Float64 (a CSV with an
+    empty cell) or as text; booleans read "true"/"false"; NaN is missing."""
+    value = pl.col(column)
+    if dtype.is_float():
+        whole = value.is_finite() & (value == value.round(0)) & (value.abs() < 2.0 ** 53)
+        return (pl.when(value.is_nan()).then(None)
+                .when(whole).then(value.cast(pl.Int64).cast(pl.String))
+                .otherwise(value.cast(pl.String)).alias(column))
+    return value.cast(pl.String).alias(column)
+
+
+def category_text(value: object) -> str | None:
+    """One value as ``as_category`` reads it (a request's JSON value, a cell)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if value != value:
+            return None
+        if value.is_integer() and abs(value) < 2.0 ** 53:
+            return str(int(value))
+    return str(value)
+
+
 @dataclass(frozen=True)
 class Window:
     start: datetime

@@ -154,8 +154,12 @@ class FeatureStore:
 
     def _check_consistent(self, schemas: list[tuple[str, pl.Schema]]) -> None:
         first_file, first = schemas[0]
+        declared = set(self.config.categorical or ())  # read as text whatever each file holds
         for f, schema in schemas[1:]:
             for col, dtype in schema.items():
+                if col in declared and "other" not in (dtype_family(first.get(col, dtype)),
+                                                       dtype_family(dtype)):
+                    continue
                 if col in first and dtype_family(first[col]) != dtype_family(dtype):
                     raise DataValidationError(
                         col, f"type changed between files: {first[col]} in {first_file}, "
@@ -194,7 +198,8 @@ class FeatureStore:
         if expected:
             categorical = list(expected.categorical)
             for col in features:
-                now = dtype_family(columns[col])
+                # A categorical stays one whatever its storage (integer codes, booleans, text).
+                now = "categorical" if col in categorical else dtype_family(columns[col])
                 was = "categorical" if col in categorical else "numeric"
                 if now != was:
                     raise DataValidationError(

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from retrain.data.schema import category_text
 from retrain.errors import DataValidationError
 from retrain.modeling import Preprocessing
 
@@ -149,17 +150,19 @@ class FeatureEncoder:
                 row[0, index] = number
                 return None
             return f"expected a number, got {_json_type(value)}", "type"
-        # Categories are compared as text, as in training; true/1.5 are not categories.
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
+        # Categories are compared as text, as in training (retrain.data.schema.as_category):
+        # a code sent as 3, 3.0 or "3" is the same category, true is "true".
+        if not isinstance(value, (str, int, float)):
             return f"expected a category (a string), got {_json_type(value)}", "type"
         if isinstance(value, str) and len(value) > MAX_CATEGORY_CHARS:
             return (f"a category of {len(value)} characters; at most {MAX_CATEGORY_CHARS} are "
                     "accepted"), "range"
-        code = codes.get(str(value))
+        text = category_text(value)
+        code = codes.get(text)
         if code is None:
             if self.unknown_category == "reject":
                 known = ", ".join(repr(c) for c in list(codes)[:20])
-                return f"unknown category {str(value)!r}; known: {known}", "category"
+                return f"unknown category {text!r}; known: {known}", "category"
             code = math.nan  # what the trained encoding does with a category it never saw
         row[0, index] = code
         return None
