@@ -25,7 +25,7 @@ CONFIG_FILENAME = "retrain.toml"
 ENV_CONFIG = "RETRAIN_CONFIG"
 ENV_PREFIX = "RETRAIN_"
 
-ModelKind = Literal["random_forest", "lightgbm", "logistic_regression"]
+ModelKind = Literal["random_forest", "lightgbm", "logistic_regression", "xgboost", "sklearn"]
 Metric = Literal["roc_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier"]
 MAX_DAYS = 36_500  # a hundred years: the longest window or margin a duration may name
 OWN_DRIFT_METHODS = ("ks", "psi", "psi_quantile", "chi2_homogeneity")
@@ -103,6 +103,22 @@ class ModelConfig(_Section):
     params: dict[str, Any] = Field(default_factory=dict)
     seed: int = Field(default=42, ge=0, le=2**32 - 1)
     require_approval: bool | None = None  # None: use [promotion] require_approval
+    # kind = "sklearn": the estimator's class by import path, or a function of the user's
+    # (the workspace folder is importable) that returns an unfitted estimator.
+    estimator: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
+    factory: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+    # Types the model's skops file may hold beyond scikit-learn's own (exact names).
+    trusted_types: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _estimator_source(self) -> "ModelConfig":
+        if self.kind == "sklearn":
+            if (self.estimator is None) == (self.factory is None):
+                raise ValueError('kind "sklearn" needs exactly one of estimator = '
+                                 '"package.module.Class" or factory = "package.module:function"')
+        elif self.estimator is not None or self.factory is not None:
+            raise ValueError(f"estimator and factory are for kind \"sklearn\", not {self.kind!r}")
+        return self
 
 
 class TriggersConfig(_Section):

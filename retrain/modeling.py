@@ -1,4 +1,4 @@
-"""Model kinds, their preprocessing, fitting and prediction.
+"""Preprocessing, fitting and prediction; the kinds themselves are in ``retrain.estimators``.
 
 A ``TrainedModel`` carries everything needed to predict exactly as it did when it was
 evaluated: the feature order, the categorical encoding (category -> code, unknown -> missing),
@@ -7,11 +7,8 @@ the class labels and the fitted estimator.
 
 from __future__ import annotations
 
-import os
-import sys
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -19,15 +16,10 @@ import polars as pl
 from retrain.data import Schema
 from retrain.data.schema import as_category
 from retrain.errors import ConfigError, DataValidationError
+from retrain.estimators import DEFAULT_SOURCE, KINDS, EstimatorSource, FitInput, kind_of
 
-KINDS = ("random_forest", "lightgbm", "logistic_regression")
-
-_DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
-    "random_forest": {"n_estimators": 200, "min_samples_leaf": 5, "n_jobs": 2},
-    "lightgbm": {"n_estimators": 200, "learning_rate": 0.05, "num_leaves": 31,
-                 "min_child_samples": 20, "verbose": -1},
-    "logistic_regression": {"C": 1.0, "max_iter": 1000},
-}
+__all__ = ["KINDS", "Preprocessing", "TrainedModel", "encode_target", "fit_model",
+           "resolved_params", "validate_params"]
 
 
 @dataclass
@@ -64,6 +56,20 @@ class Preprocessing:
                 exprs.append(pl.col(col).cast(pl.Float64))
         return df.select(exprs).to_numpy().astype(np.float64, copy=False)
 
+    def as_frame(self, X: np.ndarray):
+        """``X`` (from ``transform``) as the pandas DataFrame the ``sklearn`` kind takes:
+        numeric features as float64, categoricals as ``Categorical`` columns of the training
+        categories (unknown or missing: NaN)."""
+        import pandas as pd  # late: only the sklearn kind needs pandas
+        columns = {}
+        for i, col in enumerate(self.schema.features):
+            if col in self.categories:
+                codes = np.where(np.isnan(X[:, i]), -1, X[:, i]).astype(np.int64)
+                columns[col] = pd.Categorical.from_codes(codes, categories=self.categories[col])
+            else:
+                columns[col] = X[:, i]
+        return pd.DataFrame(columns)
+
     def as_dict(self) -> dict[str, Any]:
         return {"schema": self.schema.as_dict(), "categories": self.categories}
 
@@ -78,16 +84,20 @@ class TrainedModel:
     params: dict[str, Any]
     preprocessing: Preprocessing
     classes: list[Any]  # [negative, positive] labels as seen in training
-    estimator: Any  # sklearn estimator or lightgbm.Booster
+    estimator: Any  # what the kind fits: a scikit-learn estimator, a LightGBM or XGBoost booster
+    # Where a sklearn-kind estimator came from, and the extra types its artifact may hold.
+    source: EstimatorSource = field(default=DEFAULT_SOURCE, compare=False)
 
     def predict_proba(self, df: pl.DataFrame) -> np.ndarray:
         """Probability of the positive class (the second of ``classes``)."""
-        X = self.preprocessing.transform(df)
+        return self.proba_of_matrix(self.preprocessing.transform(df))
+
+    def proba_of_matrix(self, X: np.ndarray) -> np.ndarray:
+        """``predict_proba`` of rows already encoded by ``preprocessing.transform``."""
         if X.shape[0] == 0:
             return np.empty(0, dtype=np.float64)
-        if self.kind == "lightgbm":
-            return np.asarray(self.estimator.predict(X), dtype=np.float64)
-        return np.asarray(self.estimator.predict_proba(X)[:, 1], dtype=np.float64)
+        proba = kind_of(self.kind).positive_proba(self.estimator, X, self.preprocessing.as_frame)
+        return np.asarray(proba, dtype=np.float64)
 
     def predict(self, df: pl.DataFrame, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
         proba = self.predict_proba(df)
@@ -96,62 +106,17 @@ class TrainedModel:
 
 
 def resolved_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
-    if kind not in KINDS:
-        raise ConfigError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
-    return {**_DEFAULT_PARAMS[kind], **params}
+    return kind_of(kind).params(params)
 
 
-def validate_params(kind: str, params: dict[str, Any], seed: int, where: str) -> None:
+def validate_params(kind: str, params: dict[str, Any], seed: int, where: str,
+                    source: EstimatorSource = DEFAULT_SOURCE) -> None:
     """Check ``params`` against the estimator of ``kind`` without training anything:
     ``ConfigError`` naming ``where`` (the config key) and the estimator's own complaint."""
-    resolved = resolved_params(kind, params)
     try:
-        # Late: each kind imports its own library, which takes seconds.
-        if kind == "random_forest":
-            from sklearn.ensemble import RandomForestClassifier
-            RandomForestClassifier(random_state=seed, **resolved)._validate_params()
-        elif kind == "logistic_regression":
-            from sklearn.linear_model import LogisticRegression
-            LogisticRegression(random_state=seed, **resolved)._validate_params()
-        else:
-            import lightgbm as lgb
-            options = dict(resolved)
-            rounds = int(options.pop("n_estimators", 100))
-            if rounds < 1:
-                raise ValueError(f"n_estimators must be at least 1, got {rounds}")
-            # Per-feature parameters (monotone_constraints, feature_contri, ...) need as many
-            # columns as they list; the feature count is known only when data is read.
-            width = max([len(v) for v in options.values() if isinstance(v, (list, tuple))],
-                        default=1)
-            column = np.tile(np.arange(4.0), (len(resolved) + 8, 1)).T.reshape(-1, 1)
-            rows = np.repeat(column, width, axis=1)
-            labels = (np.arange(rows.shape[0]) % 2).astype(float)
-            with _native_stderr_silenced():  # LightGBM's "[Fatal]" line repeats the error
-                lgb.train({"objective": "binary", "seed": seed, "verbose": -1,
-                           "num_threads": 1, **options},
-                          lgb.Dataset(rows, label=labels, params={"verbose": -1}),
-                          num_boost_round=1)
+        kind_of(kind).check(resolved_params(kind, params), seed, source)
     except (TypeError, ValueError, ArithmeticError) as exc:
         raise ConfigError(f"{where}: {str(exc).strip().splitlines()[0]}") from None
-    except Exception as exc:  # noqa: BLE001 - lightgbm.basic.LightGBMError, without importing it
-        if type(exc).__name__ != "LightGBMError":
-            raise
-        raise ConfigError(f"{where}: {str(exc).strip().splitlines()[0]}") from None
-
-
-@contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """File descriptor 2 to /dev/null for the few milliseconds of a check: native code writes
-    there directly, past Python's logging."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def encode_target(y: pl.Series, classes: list[Any] | None = None) -> tuple[np.ndarray, list[Any]]:
@@ -165,50 +130,19 @@ def encode_target(y: pl.Series, classes: list[Any] | None = None) -> tuple[np.nd
 
 
 def fit_model(kind: str, params: dict[str, Any], train: pl.DataFrame, schema: Schema,
-              target: str, seed: int) -> TrainedModel:
+              target: str, seed: int, source: EstimatorSource = DEFAULT_SOURCE) -> TrainedModel:
     """Fit one model of ``kind`` on ``train``; deterministic for a given seed."""
-    params = resolved_params(kind, params)
+    model_kind = kind_of(kind)
+    params = model_kind.params(params)
     prep = Preprocessing.fit(train, schema)
     X = prep.transform(train)
     y, classes = encode_target(train.get_column(target))
-    cat_idx = [i for i, c in enumerate(schema.features) if c in schema.categorical]
+    data = FitInput(X, y, tuple(i for i, c in enumerate(schema.features) if c in schema.categorical),
+                    prep.as_frame)
     try:
-        # Late: each kind imports its own library, which takes seconds; loading a model
-        # of another kind, or naming kinds, needs none of them.
-        if kind == "random_forest":
-            from sklearn.ensemble import RandomForestClassifier
-            est = RandomForestClassifier(random_state=seed, **params).fit(X, y)
-            # Parallel predict_proba sums trees in completion order, which changes the last
-            # bits; one thread keeps predictions bit-for-bit reproducible.
-            est.set_params(n_jobs=1)
-        elif kind == "logistic_regression":
-            from sklearn.compose import ColumnTransformer
-            from sklearn.impute import SimpleImputer
-            from sklearn.linear_model import LogisticRegression
-            from sklearn.pipeline import Pipeline
-            from sklearn.preprocessing import OneHotEncoder, StandardScaler
-            num_idx = [i for i in range(len(schema.features)) if i not in cat_idx]
-            parts = [("num", Pipeline([("impute", SimpleImputer(strategy="median")),
-                                       ("scale", StandardScaler())]), num_idx)]
-            if cat_idx:
-                parts.append(("cat", Pipeline([
-                    ("impute", SimpleImputer(strategy="constant", fill_value=-1.0)),
-                    ("onehot", OneHotEncoder(handle_unknown="ignore"))]), cat_idx))
-            est = Pipeline([("prep", ColumnTransformer(parts)),
-                            ("model", LogisticRegression(random_state=seed, **params))]).fit(X, y)
-        else:
-            import lightgbm as lgb
-            # Threads only pay off on large windows; on a busy machine OpenMP threads that
-            # spin-wait for each other make small fits many times slower.
-            threads = 1 if X.shape[0] < 50_000 else 2
-            lgb_params = {"objective": "binary", "seed": seed, "deterministic": True,
-                          "force_row_wise": True, "num_threads": threads, **params}
-            rounds = int(lgb_params.pop("n_estimators", 100))
-            dataset = lgb.Dataset(X, label=y, feature_name=[f"f{i}" for i in range(X.shape[1])],
-                                  categorical_feature=cat_idx or "auto", free_raw_data=True)
-            est = lgb.train(lgb_params, dataset, num_boost_round=rounds)
+        estimator = model_kind.fit(data, params, seed, source)
     except (TypeError, ValueError) as exc:
         if "unexpected keyword" in str(exc) or "got an unexpected" in str(exc):
-            raise ConfigError(f"[models] params for {kind}: {exc}") from None
+            raise ConfigError(f"{source.where} params for {kind}: {exc}") from None
         raise
-    return TrainedModel(kind, params, prep, classes, est)
+    return TrainedModel(kind, params, prep, classes, estimator, source)

@@ -122,6 +122,7 @@ class FeatureStore:
             frames.append(self._normalise_timestamp(lf, schema, f))
             schemas.append((f, schema))
         self._check_consistent(schemas)
+        self._check_time_zones(schemas)
         self.report = self._check_timestamps(frames, files)
         return pl.concat(frames, how="diagonal_relaxed").filter(pl.col(ts).is_not_null())
 
@@ -165,13 +166,29 @@ class FeatureStore:
                         col, f"type changed between files: {first[col]} in {first_file}, "
                         f"{dtype} in {f}")
 
+    def _check_time_zones(self, schemas: list[tuple[str, pl.Schema]]) -> None:
+        """All files stamp their rows alike: with no time zone, or with the same one."""
+        ts = self.config.timestamp
+        zones = {}
+        for f, schema in schemas:
+            dtype = schema[ts]
+            zones.setdefault(dtype.time_zone if isinstance(dtype, pl.Datetime) else None, f)
+        if len(zones) > 1:
+            shown = ", ".join(f"{zone or 'no time zone'} in {f}" for zone, f in zones.items())
+            raise DataValidationError(ts, f"the files' timestamps are in different time zones "
+                                      f"({shown}); write them all in one")
+
     def _normalise_timestamp(self, lf: pl.LazyFrame, schema: pl.Schema, f: str) -> pl.LazyFrame:
         ts = self.config.timestamp
         dtype = schema[ts]
         if dtype == pl.Date:
             return lf.with_columns(pl.col(ts).cast(pl.Datetime("us")))
         if isinstance(dtype, pl.Datetime):
-            return lf.with_columns(pl.col(ts).dt.replace_time_zone(None).cast(pl.Datetime("us")))
+            # An aware timestamp as UTC wall time (the clock the max_future check reads).
+            column = pl.col(ts)
+            if dtype.time_zone is not None:
+                column = column.dt.convert_time_zone("UTC")
+            return lf.with_columns(column.dt.replace_time_zone(None).cast(pl.Datetime("us")))
         if dtype == pl.String:
             return lf.with_columns(pl.col(ts).str.to_datetime(strict=False).cast(pl.Datetime("us")))
         raise DataValidationError(ts, f"timestamp column must be a date or datetime, found {dtype} in {f}")

@@ -1,10 +1,10 @@
 """Model artifacts: one zip file per version, written atomically, verified by sha256.
 
-Formats never run code on load: LightGBM's own text model format, scikit-learn estimators
-through skops with an allow-list of expected types (anything else is refused), and the
-preprocessing as JSON. A version's reference profile for drift checks
-(``reference_profile.npz``, see ``retrain.drift.profile``) travels in the same zip, so the registry's
-sha256 covers it too; older artifacts simply lack it.
+Formats never run code on load (``retrain.estimators``: LightGBM's text format, XGBoost's
+UBJSON, scikit-learn estimators through skops with an allow-list of types, anything else
+refused), and the preprocessing as JSON. A version's reference profile for drift checks
+(``reference_profile.npz``, see ``retrain.drift.profile``) travels in the same zip, so the
+registry's sha256 covers it too; older artifacts simply lack it.
 """
 
 from __future__ import annotations
@@ -18,24 +18,13 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from retrain.errors import ArtifactIntegrityError
+from retrain.errors import ArtifactIntegrityError, ConfigError
+from retrain.estimators import DEFAULT_SOURCE, EstimatorSource, kind_of
 from retrain.failpoints import failpoint
 from retrain.modeling import Preprocessing, TrainedModel
 
 FORMAT = "retrain-model/1"
 PROFILE_ENTRY = "reference_profile.npz"
-
-# Types our estimators need beyond skops' own default-trusted set (scikit-learn estimators,
-# primitives). Exact names, never module prefixes: skops *calls* the named object when it
-# rebuilds some nodes, so trusting "builtins." would trust ``builtins.exec`` and a prefix
-# such as "numpy." would trust ``numpy.load``. A dump that needs anything else is refused
-# when it is saved (so it is never registered) and when it is loaded.
-SKOPS_ALLOWED_TYPES = frozenset({
-    "sklearn.tree._tree.Tree",  # the fitted trees of a random forest
-    "numpy.dtype",
-    "numpy.float64", "numpy.float32", "numpy.int64", "numpy.int32", "numpy.bool_",
-})
-
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
@@ -67,32 +56,20 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def serialize(model: TrainedModel, profile: bytes | None = None) -> bytes:
+    kind = kind_of(model.kind)
     manifest = {"format": FORMAT, "kind": model.kind, "params": model.params,
-                "classes": model.classes, "preprocessing": model.preprocessing.as_dict()}
+                "classes": model.classes, "preprocessing": model.preprocessing.as_dict(),
+                "entry": kind.entry, **model.source.describe()}
     if profile is not None:
         manifest["reference_profile"] = PROFILE_ENTRY
+    blob = kind.dump(model.estimator, model.source)  # refuses what could not be loaded again
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("manifest.json", json.dumps(manifest, sort_keys=True, default=str))
         if profile is not None:
             zf.writestr(PROFILE_ENTRY, profile)
-        if model.kind == "lightgbm":
-            zf.writestr("model.lgb.txt", model.estimator.model_to_string())
-        else:
-            import skops.io as sio  # late: loads scikit-learn, which only this kind needs
-            blob = sio.dumps(model.estimator)
-            refused = _refused_types(blob)
-            if refused:
-                raise ArtifactIntegrityError(
-                    f"cannot store a {model.kind} model: its skops dump needs types outside "
-                    f"the allow-list {refused}; it could not be loaded again")
-            zf.writestr("model.skops", blob)
+        zf.writestr(kind.entry, blob)
     return buf.getvalue()
-
-
-def _refused_types(skops_blob: bytes) -> list[str]:
-    import skops.io as sio  # late: see serialize
-    return [t for t in sio.get_untrusted_types(data=skops_blob) if t not in SKOPS_ALLOWED_TYPES]
 
 
 def save_model(model: TrainedModel, path: Path, profile: bytes | None = None) -> str:
@@ -128,8 +105,11 @@ def load_profile_bytes(path: Path, expected_sha256: str) -> bytes | None:
         raise ArtifactIntegrityError(f"{path}: not a readable model artifact: {exc!r}") from None
 
 
-def load_model(path: Path, expected_sha256: str) -> TrainedModel:
-    """Load an artifact after checking its sha256; a mismatch is an error, never a silent load."""
+def load_model(path: Path, expected_sha256: str,
+               source: EstimatorSource = DEFAULT_SOURCE) -> TrainedModel:
+    """Load an artifact after checking its sha256; a mismatch is an error, never a silent load.
+    ``source``: the model section's trust (types its skops file may hold beyond the allowed
+    ones) and the folder its own code is imported from; never taken from the artifact."""
     path = Path(path)
     data = verified_bytes(path, expected_sha256)
     try:
@@ -138,26 +118,18 @@ def load_model(path: Path, expected_sha256: str) -> TrainedModel:
             if manifest.get("format") != FORMAT:
                 raise ArtifactIntegrityError(
                     f"{path}: unknown artifact format {manifest.get('format')!r}")
-            kind = manifest["kind"]
-            # Late: LightGBM and skops (scikit-learn) take seconds to import; a version is
-            # loaded with the one library its kind needs.
-            if kind == "lightgbm":
-                import lightgbm as lgb
-                estimator = lgb.Booster(model_str=zf.read("model.lgb.txt").decode())
-            else:
-                import skops.io as sio
-                blob = zf.read("model.skops")
-                needed = sio.get_untrusted_types(data=blob)
-                refused = [t for t in needed if t not in SKOPS_ALLOWED_TYPES]
-                if refused:
-                    raise ArtifactIntegrityError(
-                        f"{path}: refusing to load unexpected types {refused}")
-                estimator = sio.loads(blob, trusted=needed)
-        return TrainedModel(kind, manifest["params"],
+            kind = kind_of(manifest["kind"])
+            try:
+                estimator = kind.load(zf.read(kind.entry), source)
+            except ArtifactIntegrityError as exc:
+                raise ArtifactIntegrityError(f"{path}: {exc}") from None
+        return TrainedModel(manifest["kind"], manifest["params"],
                             Preprocessing.from_dict(manifest["preprocessing"]),
-                            manifest["classes"], estimator)
+                            manifest["classes"], estimator, source)
     except ArtifactIntegrityError:
         raise
+    except ConfigError as exc:  # an unknown kind: written by a newer retrain?
+        raise ArtifactIntegrityError(f"{path}: {exc}") from None
     except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, ValueError, TypeError) as exc:
         # The sha256 matched, so the file is what was registered, yet it is not a usable
         # artifact (written by something else?): say so instead of a bare KeyError.

@@ -21,6 +21,7 @@ from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from retrain.estimators import DEFAULT_SOURCE, EstimatorSource
 from retrain.errors import RegistryError
 from retrain.failpoints import failpoint
 from retrain.processes import owner_gone, process_owner
@@ -36,16 +37,21 @@ from retrain.registry.tables import (ACTIVE_EXPERIMENT_STATUSES, AuditEvent, Exp
 class Registry:
     """SQLModel-backed registry at ``url`` with artifacts stored under ``artifacts_dir``."""
 
-    def __init__(self, url: str, artifacts_dir: str | Path):
+    def __init__(self, url: str, artifacts_dir: str | Path,
+                 sources: dict[str, EstimatorSource] | None = None):
         self.url = url
         self.artifacts_dir = Path(artifacts_dir)
+        # Per model: the types its artifacts may hold and where its own code is imported
+        # from, as the configuration says (an artifact never vouches for itself).
+        self.sources = dict(sources or {})
         self._engine = db.make_engine(url)
         self._writer = db.make_engine(url, immediate=True) if url.startswith("sqlite") else self._engine
         db.upgrade(self._writer)
 
     @classmethod
     def from_settings(cls, settings) -> "Registry":
-        return cls(settings.registry_url, settings.artifacts_dir)
+        return cls(settings.registry_url, settings.artifacts_dir,
+                   {name: EstimatorSource.of(settings, name) for name in settings.models})
 
     def dispose(self) -> None:
         self._engine.dispose()
@@ -188,7 +194,8 @@ class Registry:
 
     def load(self, version: ModelVersion) -> TrainedModel:
         """Load a version's model after verifying the artifact's sha256."""
-        return load_model(self.artifact_file(version), version.artifact_sha256)
+        return load_model(self.artifact_file(version), version.artifact_sha256,
+                          self.sources.get(version.model_name, DEFAULT_SOURCE))
 
     def verify_artifact(self, version: ModelVersion) -> None:
         """Raise ``ArtifactIntegrityError`` unless the version's artifact is there and matches

@@ -56,7 +56,7 @@ class OnePredictor:
                     total = total + tree.predict_proba(X32, check_input=False)
                 return float((total / len(trees))[0, 1])
             return forest
-        return lambda X: float(estimator.predict_proba(X)[0, 1])
+        return lambda X: float(model.proba_of_matrix(X)[0])
 
     def predict(self, row: np.ndarray) -> tuple[Any, float]:
         """(label, probability of the positive class) for a (1, n) row; threshold 0.5."""

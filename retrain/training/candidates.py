@@ -9,6 +9,7 @@ import polars as pl
 from retrain.data import Schema
 from retrain.drift.profile import with_holdout
 from retrain.errors import RetrainError
+from retrain.estimators import EstimatorSource
 from retrain.modeling import encode_target, fit_model, validate_params
 from retrain.records import Record
 from retrain.registry import ModelVersion
@@ -40,7 +41,8 @@ def train_candidates(ws: Workspace, models: list[str], data: TrainingData, reaso
     model's production version as the run read it (default: now)."""
     for name in models:  # every model's parameters before any training starts
         cfg = ws.settings.models[name]
-        validate_params(cfg.kind, cfg.params, cfg.seed, f"[models.{name}] params")
+        validate_params(cfg.kind, cfg.params, cfg.seed, f"[models.{name}] params",
+                        EstimatorSource.of(ws.settings, name))
     out: dict[str, Candidate] = {}
     for name in models:
         try:
@@ -72,7 +74,8 @@ def train_candidate(ws: Workspace, model_name: str, data: TrainingData,
     target = ws.settings.data.target
     schema = schema or data.schema
     log.info("training %s (%s) on %d rows", model_name, cfg.kind, data.train.height)
-    model = fit_model(cfg.kind, cfg.params, data.train, schema, target, cfg.seed)
+    model = fit_model(cfg.kind, cfg.params, data.train, schema, target, cfg.seed,
+                      EstimatorSource.of(ws.settings, model_name))
     y, _ = encode_target(data.holdout.get_column(target), model.classes)
     holdout_proba = model.predict_proba(data.holdout)
     metrics = compute_metrics(y, holdout_proba)

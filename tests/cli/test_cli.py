@@ -325,7 +325,7 @@ volume_threshold = 1000
     (lambda t: t.replace("volume_threshold = 1000", 'volume_threshold = "lots"'),
      ["triggers.volume_threshold", "integer", "'lots'"]),
     (lambda t: t.replace('target = "defaulted"\n', ""), ["data.target", "missing"]),
-    (lambda t: t.replace('kind = "lightgbm"', 'kind = "xgboost"'), ["models.lightgbm.kind"]),
+    (lambda t: t.replace('kind = "lightgbm"', 'kind = "catboost"'), ["models.lightgbm.kind"]),
     (lambda t: t.replace("[triggers]", "[triggers"), ["not valid TOML"]),
 ], ids=["unknown key", "wrong type", "missing target", "unknown kind", "bad TOML"])
 @pytest.mark.parametrize("command", [["models", "--json"], ["run", "--json", "--local"],

@@ -57,7 +57,7 @@ def test_retrain_config_env_names_the_file(tmp_path, monkeypatch):
     (MINIMAL + "\n[triggers]\nvolume_treshold = 5\n", "[triggers.volume_treshold]: unknown key"),
     (MINIMAL + "\n[triggers]\nvolume_threshold = 'many'\n", "[triggers.volume_threshold]"),
     (MINIMAL.replace('target = "y"\n', ""), "[data.target]: required key is missing"),
-    (MINIMAL.replace("random_forest", "xgboost"), "[models.rf.kind]"),
+    (MINIMAL.replace("random_forest", "catboost"), "[models.rf.kind]"),
     (MINIMAL + "\n[training]\nwindow = 'last month'\n", "[training.window]"),
     (MINIMAL + "\n[promotion]\nmetric = 'auc'\n", "[promotion.metric]"),
     ("[data\nsource=1", "not valid TOML"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import timezone
 
 import numpy as np
 import polars as pl
@@ -18,6 +19,7 @@ import pytest
 from conftest import SMALL
 from retrain.data.schema import as_category, category_text
 from retrain.demo import append_drifted_month, write_workspace
+from retrain.errors import DataValidationError
 from retrain.pipeline import run_pipeline
 from retrain.workspace import Workspace
 from serving import AUTH, client_for
@@ -127,3 +129,42 @@ def test_the_category_text_is_the_same_in_frames_and_requests(values, dtype, exp
     frame = pl.DataFrame({"c": values}, schema={"c": dtype}, strict=False)
     assert frame.select(as_category("c", dtype)).to_series().to_list() == expected
     assert [category_text(v) for v in values] == expected
+
+
+def _restamp(directory, zone_of_file) -> None:
+    for i, path in enumerate(sorted((directory / "data").glob("*.parquet"))):
+        frame = pl.read_parquet(path)
+        zone = zone_of_file(i)
+        if zone is not None:
+            frame = frame.with_columns(pl.col("applied_at").dt.replace_time_zone(zone))
+        frame.write_parquet(path)
+
+
+def test_timestamps_with_a_time_zone_are_read_as_utc(tmp_path):
+    write_workspace(tmp_path / "ws", **SMALL)
+    _restamp(tmp_path / "ws", lambda i: "Asia/Tokyo")
+    ws = Workspace.open(tmp_path / "ws" / "retrain.toml")
+    first = run_pipeline(ws)
+    assert {m.decision for m in first.models.values()} == {"bootstrapped"}
+    window = ws.store.time_range()
+    # Tokyo wall time nine hours ahead of UTC: the window starts at the UTC instant
+    raw = pl.concat([pl.read_parquet(p) for p in (tmp_path / "ws" / "data").glob("*.parquet")])
+    earliest = raw["applied_at"].min()
+    assert window.start == earliest.astimezone(timezone.utc).replace(tzinfo=None)
+    append_drifted_month(tmp_path / "ws", index=SMALL["months"], rows=2000)
+    _restamp(tmp_path / "ws", lambda i: "Asia/Tokyo" if i == SMALL["months"] else None)
+    second = run_pipeline(ws)
+    assert second.retrained and second.success
+    ws.registry.dispose()
+
+
+def test_files_in_different_time_zones_are_one_clear_error(tmp_path):
+    write_workspace(tmp_path / "ws", **SMALL)
+    _restamp(tmp_path / "ws", lambda i: "UTC" if i == 0 else None)
+    ws = Workspace.open(tmp_path / "ws" / "retrain.toml")
+    with pytest.raises(DataValidationError) as refused:
+        ws.store.time_range()
+    message = str(refused.value)
+    assert "different time zones" in message and "UTC in" in message
+    assert "no time zone in" in message and "applications_02.parquet" in message
+    ws.registry.dispose()

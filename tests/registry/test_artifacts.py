@@ -19,7 +19,8 @@ from retrain.registry.artifacts import (FORMAT, atomic_write_bytes, load_model, 
                                sha256_file)
 from retrain.data import Schema
 from retrain.demo import generate_month
-from retrain.errors import ArtifactIntegrityError
+from retrain.errors import ArtifactIntegrityError, ConfigError
+from retrain.estimators import EstimatorSource
 from retrain.modeling import KINDS, Preprocessing, TrainedModel, fit_model
 
 FEATURES = ("income", "loan_amount", "credit_score", "debt_to_income", "months_employed",
@@ -27,7 +28,10 @@ FEATURES = ("income", "loan_amount", "credit_score", "debt_to_income", "months_e
 SCHEMA = Schema(FEATURES, ("home_ownership", "purpose"))
 SMALL_PARAMS = {"random_forest": {"n_estimators": 10, "n_jobs": 1},
                 "lightgbm": {"n_estimators": 10, "num_leaves": 7, "min_child_samples": 5},
-                "logistic_regression": {}}
+                "logistic_regression": {},
+                "xgboost": {"n_estimators": 10, "max_depth": 3},
+                "sklearn": {"max_iter": 10}}
+SOURCES = {"sklearn": EstimatorSource(estimator="sklearn.ensemble.HistGradientBoostingClassifier")}
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +54,14 @@ def scoring_rows():
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_loaded_model_predicts_exactly_like_the_fitted_one(kind, train, scoring_rows, tmp_path):
-    model = fit_model(kind, SMALL_PARAMS[kind], train, SCHEMA, "defaulted", seed=3)
+    source = SOURCES.get(kind, EstimatorSource())
+    model = fit_model(kind, SMALL_PARAMS[kind], train, SCHEMA, "defaulted", seed=3, source=source)
     path = tmp_path / "models" / f"{kind}.zip"
     sha = save_model(model, path)
     assert sha == sha256_file(path)
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary files left
 
-    loaded = load_model(path, sha)
+    loaded = load_model(path, sha, source)
     X = loaded.preprocessing.transform(scoring_rows)
     assert np.isnan(X[-40:, FEATURES.index("home_ownership")]).all()  # unseen/null -> missing
     assert np.isnan(X[-40:, FEATURES.index("income")][:20]).all()
@@ -145,7 +150,8 @@ def test_a_type_outside_the_allow_list_is_refused(tmp_path):
     gadget.value = 42
     path = tmp_path / "gadget.zip"
     sha = _artifact_with_skops_payload(path, sio.dumps(gadget))
-    with pytest.raises(ArtifactIntegrityError, match=r"refusing to load unexpected types.*Gadget"):
+    with pytest.raises(ArtifactIntegrityError,
+                       match=r"refusing to load: .*'test_artifacts.Gadget', which is not trusted"):
         load_model(path, sha)
     assert Gadget.restored is False
 
@@ -176,8 +182,9 @@ def test_a_callable_from_a_trusted_module_is_refused(tmp_path):
 def test_a_model_that_could_not_be_loaded_again_is_never_saved(tmp_path):
     prep = Preprocessing(Schema(("x",), ()), {})
     model = TrainedModel("random_forest", {}, prep, [0, 1], Gadget())
-    with pytest.raises(ArtifactIntegrityError, match="outside the allow-list"):
+    with pytest.raises(ConfigError, match="cannot store the model: .*Gadget.*not trusted"):
         save_model(model, tmp_path / "gadget.zip")
-    with pytest.raises(ArtifactIntegrityError):
+    assert not (tmp_path / "gadget.zip").exists()
+    with pytest.raises(ConfigError):
         serialize(model)
     assert list(tmp_path.iterdir()) == []

@@ -75,7 +75,7 @@ def test_bad_params_name_the_kind(train_test):
     with pytest.raises(ConfigError, match="random_forest"):
         fit_model("random_forest", {"n_trees": 3}, train, SCHEMA, "defaulted", seed=1)
     with pytest.raises(ConfigError, match="unknown model kind"):
-        fit_model("xgboost", {}, train, SCHEMA, "defaulted", seed=1)
+        fit_model("catboost", {}, train, SCHEMA, "defaulted", seed=1)
 
 
 def test_metrics_values():
