@@ -26,7 +26,22 @@ ENV_CONFIG = "RETRAIN_CONFIG"
 ENV_PREFIX = "RETRAIN_"
 
 ModelKind = Literal["random_forest", "lightgbm", "logistic_regression", "xgboost", "sklearn"]
-Metric = Literal["roc_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier"]
+# Every task's metrics (retrain.stats.metrics.METRICS_BY_TASK, which a test compares).
+Metric = Literal["roc_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier",
+                 "macro_f1", "roc_auc_ovr", "rmse", "mae", "r2", "mape"]
+Task = Literal["binary", "multiclass", "regression"]
+METRICS_OF_TASK = {
+    "binary": ("roc_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier"),
+    "multiclass": ("accuracy", "macro_f1", "log_loss", "roc_auc_ovr"),
+    "regression": ("rmse", "mae", "r2", "mape"),
+}
+DEFAULT_METRIC_OF_TASK = {"binary": "roc_auc", "multiclass": "roc_auc_ovr", "regression": "rmse"}
+# The per-request metrics of A/B tests, by task (retrain.experiments.store computes them).
+AB_METRICS_OF_TASK = {
+    "binary": ("accuracy", "brier", "log_loss", "reward"),
+    "multiclass": ("accuracy", "reward"),
+    "regression": ("squared_error", "absolute_error", "reward"),
+}
 MAX_DAYS = 36_500  # a hundred years: the longest window or margin a duration may name
 OWN_DRIFT_METHODS = ("ks", "psi", "psi_quantile", "chi2_homogeneity")
 # Evidently 0.7's registered stat tests (a test compares this list with Evidently's own), so
@@ -63,6 +78,9 @@ class DataConfig(_Section):
     source: str
     target: str
     timestamp: str
+    # binary | multiclass | regression; unset: inferred from the target when a model's first
+    # version is trained, then the one stored with its versions.
+    task: Task | None = None
     features: list[str] | None = None
     categorical: list[str] | None = None
     entity_id: str | None = None
@@ -171,7 +189,8 @@ class DriftConfig(_Section):
 
 
 class PromotionConfig(_Section):
-    metric: Metric = "roc_auc"
+    # The primary metric; unset: the task's default (roc_auc, roc_auc_ovr, rmse).
+    metric: Metric | None = None
     min_relative_improvement: float = Field(default=0.05, ge=0)
     # Also require the paired interval of (challenger - champion) to lie above zero.
     require_significance: bool = True
@@ -185,6 +204,19 @@ class PromotionConfig(_Section):
     # Rows of the holdout re-scored after a promotion to check the deployed artifact.
     smoke_rows: int = Field(default=200, ge=1)
 
+    def metric_for(self, task: str) -> str:
+        """The primary metric for a target of ``task``; ``ConfigError`` if the configured
+        one is another task's."""
+        if self.metric is None:
+            return DEFAULT_METRIC_OF_TASK[task]
+        _check_metric_of(self.metric, task, "[promotion] metric")
+        return self.metric
+
+    def guardrails_for(self, task: str) -> dict[str, float]:
+        for metric in self.guardrails:
+            _check_metric_of(metric, task, "[promotion] guardrails")
+        return dict(self.guardrails)
+
     @field_validator("guardrails")
     @classmethod
     def _tolerances(cls, value: dict[str, float]) -> dict[str, float]:
@@ -192,6 +224,12 @@ class PromotionConfig(_Section):
             if tolerance < 0:
                 raise ValueError(f"tolerance for {metric} must be >= 0 (a relative worsening)")
         return value
+
+
+def _check_metric_of(metric: str, task: str, key: str) -> None:
+    if metric not in METRICS_OF_TASK[task]:
+        raise ConfigError(f"{key}: {metric} is not a metric of a {task} target; it takes "
+                          f"{', '.join(METRICS_OF_TASK[task])}")
 
 
 class TrainingConfig(_Section):
@@ -251,9 +289,20 @@ class ABTestConfig(_Section):
 
     traffic_split: float = Field(default=0.5, gt=0, lt=1)  # share of traffic to version B
     duration_days: float = Field(default=14.0, gt=0)
-    # Per-request metric compared between variants: accuracy, brier or log_loss from the
-    # label fed back for a request, or a numeric reward recorded for it (higher is better).
-    metric: Literal["accuracy", "brier", "log_loss", "reward"] = "accuracy"
+    # Per-request metric compared between variants, from the label fed back for a request:
+    # accuracy, brier or log_loss (binary), accuracy (multiclass), squared_error or
+    # absolute_error (regression); or a numeric reward recorded for it (higher is better).
+    # Unset: accuracy for a classification, squared_error for a regression.
+    metric: Literal["accuracy", "brier", "log_loss", "squared_error", "absolute_error",
+                    "reward"] | None = None
+
+    def metric_for(self, task: str) -> str:
+        """The per-request metric for a model of ``task``; ``ConfigError`` if it is not one."""
+        metric = self.metric or ("squared_error" if task == "regression" else "accuracy")
+        if metric not in AB_METRICS_OF_TASK[task]:
+            raise ConfigError(f"[abtest] metric: {metric} is not a per-request metric of a "
+                              f"{task} model; it takes {', '.join(AB_METRICS_OF_TASK[task])}")
+        return metric
     alpha: float = Field(default=0.05, gt=0, lt=1)  # always-valid (sequential) test level
     # Prior variance of the effect in the mixture SPRT; about the squared size of an effect
     # worth detecting.

@@ -9,6 +9,7 @@ before the change keeps ranking by the old rule; one trained on recent data lear
 from __future__ import annotations
 
 import math
+import tomllib
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +25,7 @@ DEMO_TOML = """\
 
 [data]
 source = "data"                # every Parquet/CSV file under data/
-target = "defaulted"
+target = "{target}"{task_line}
 timestamp = "applied_at"
 entity_id = "application_id"
 categorical = ["home_ownership", "purpose"]
@@ -49,8 +50,7 @@ ks_pvalue_threshold = 0.05
 psi_threshold = 0.2
 drift_share = 0.3
 
-[promotion]
-metric = "roc_auc"
+[promotion]{metric_line}
 min_relative_improvement = 0.05
 
 [training]
@@ -63,9 +63,16 @@ def _month_start(year: int, month: int) -> datetime:
     return datetime(year + (month - 1) // 12, (month - 1) % 12 + 1, 1)
 
 
+# The target of each task: whether the loan defaulted; its risk grade (A best .. D worst);
+# the amount lost on it.
+TARGETS = {"binary": "defaulted", "multiclass": "risk_grade", "regression": "loss_amount"}
+GRADES = ["A", "B", "C", "D"]
+
+
 def generate_month(index: int, rows: int, *, drifted: bool, seed: int,
-                   start: datetime = datetime(2026, 1, 1)) -> pl.DataFrame:
-    """One month of applications (month ``index`` after ``start``)."""
+                   start: datetime = datetime(2026, 1, 1), task: str = "binary") -> pl.DataFrame:
+    """One month of applications (month ``index`` after ``start``), with the target of
+    ``task`` (``TARGETS``)."""
     rng = np.random.default_rng(seed + index)
     begin = _month_start(start.year, start.month + index)
     end = _month_start(start.year, start.month + index + 1)
@@ -91,38 +98,62 @@ def generate_month(index: int, rows: int, *, drifted: bool, seed: int,
         logit = (-1.0 - 0.002 * (credit - 650) + 6.5 * (dti - 0.4) + 0.5 * (lti - 0.35)
                  + 1.6 * (purpose == "business") - 0.9 * (purpose == "car")
                  + 0.02 * (age - 40) - 0.5 * (home == "RENT"))
-    default = rng.uniform(size=rows) < 1 / (1 + np.exp(-logit))
+    risk = 1 / (1 + np.exp(-logit))
+    default = rng.uniform(size=rows) < risk
     # A few missing values, as in real applications.
     months_employed[rng.uniform(size=rows) < 0.02] = math.nan
+    if task == "multiclass":  # the grade of the risk, seen through noise
+        noisy = logit + rng.normal(0, 0.6, rows)
+        target = {"risk_grade": np.asarray(GRADES)[np.digitize(noisy, [-2.2, -1.2, -0.2])]}
+    elif task == "regression":  # what the loan is expected to cost: part of it, by its risk
+        share = np.clip(0.35 + 0.5 * risk + rng.normal(0, 0.05, rows), 0, 1)
+        target = {"loss_amount": (loan * risk * share).round(2)}
+    else:
+        target = {"defaulted": default.astype(np.int8)}
     return pl.DataFrame({
         "application_id": [f"a{index:02d}{i:06d}" for i in range(rows)],
         "applied_at": applied_at,
         "income": income.round(2), "loan_amount": loan, "credit_score": credit, "age": age,
         "debt_to_income": dti.round(4), "months_employed": months_employed,
         "open_accounts": open_accounts, "interest_rate": rate.round(2),
-        "home_ownership": home, "purpose": purpose,
-        "defaulted": default.astype(np.int8),
+        "home_ownership": home, "purpose": purpose, **target,
     })
 
 
 def write_workspace(directory: Path, *, months: int = 6, rows_per_month: int = 2500,
-                    seed: int = 7, window: str = "60d", trees: int = 150) -> Path:
-    """Create ``directory`` with retrain.toml and ``months`` months of stable data.
+                    seed: int = 7, window: str = "60d", trees: int = 150,
+                    task: str = "binary") -> Path:
+    """Create ``directory`` with retrain.toml and ``months`` months of stable data, whose
+    target is the one of ``task`` (``TARGETS``).
 
     ``trees`` is the ensemble size of both models (smaller is faster, e.g. in tests).
     """
+    if task not in TARGETS:
+        raise ValueError(f"task must be one of {', '.join(TARGETS)}, got {task!r}")
     directory.mkdir(parents=True, exist_ok=True)
     data_dir = directory / "data"
     data_dir.mkdir(exist_ok=True)
     for i in range(months):
-        generate_month(i, rows_per_month, drifted=False, seed=seed).write_parquet(
+        generate_month(i, rows_per_month, drifted=False, seed=seed, task=task).write_parquet(
             data_dir / f"applications_{i + 1:02d}.parquet")
-    (directory / "retrain.toml").write_text(DEMO_TOML.format(window=window, trees=trees))
+    binary = task == "binary"
+    (directory / "retrain.toml").write_text(DEMO_TOML.format(
+        window=window, trees=trees, target=TARGETS[task],
+        task_line="" if binary else f"\ntask = \"{task}\"",
+        metric_line='\nmetric = "roc_auc"' if binary else ""))
     return directory / "retrain.toml"
+
+
+def workspace_task(directory: Path) -> str:
+    """The task of a demo workspace, from its target."""
+    with open(directory / "retrain.toml", "rb") as fh:
+        target = tomllib.load(fh)["data"]["target"]
+    return next((task for task, name in TARGETS.items() if name == target), "binary")
 
 
 def append_drifted_month(directory: Path, *, index: int = 6, rows: int = 5000, seed: int = 7) -> Path:
     """Append one month in which the applicants and the default relation have changed."""
     path = directory / "data" / f"applications_{index + 1:02d}.parquet"
-    generate_month(index, rows, drifted=True, seed=seed).write_parquet(path)
+    generate_month(index, rows, drifted=True, seed=seed,
+                   task=workspace_task(directory)).write_parquet(path)
     return path

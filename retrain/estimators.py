@@ -74,9 +74,11 @@ class FitInput:
     """A training matrix with what kinds need to know about its columns."""
 
     X: np.ndarray
-    y: np.ndarray
+    y: np.ndarray  # as retrain.tasks.encode_target gives them
     categorical: tuple[int, ...]  # column positions of the categoricals
     frame: Callable[[np.ndarray], Any]  # X -> the DataFrame the sklearn kind takes
+    task: str = "binary"
+    classes: int = 2  # how many (multiclass: the codes 0..classes-1)
 
 
 class Kind:
@@ -89,19 +91,26 @@ class Kind:
     def params(self, params: dict[str, Any]) -> dict[str, Any]:
         return {**self.defaults, **params}
 
-    def check(self, params: dict[str, Any], seed: int, source: EstimatorSource) -> None:
+    def check(self, params: dict[str, Any], seed: int, source: EstimatorSource,
+              task: str = "binary") -> None:
         """Raise (TypeError, ValueError, ...) if ``params`` would not fit; trains nothing."""
-        self.build(params, seed, source)._validate_params()
+        self.build(params, seed, source, task)._validate_params()
 
-    def build(self, params: dict[str, Any], seed: int, source: EstimatorSource) -> Any:
+    def build(self, params: dict[str, Any], seed: int, source: EstimatorSource,
+              task: str = "binary") -> Any:
         raise NotImplementedError
 
     def fit(self, data: FitInput, params: dict[str, Any], seed: int,
             source: EstimatorSource) -> Any:
-        return self.build(params, seed, source).fit(data.X, data.y)
+        return self.build(params, seed, source, data.task).fit(data.X, data.y)
 
-    def positive_proba(self, estimator: Any, X: np.ndarray, frame: Callable) -> np.ndarray:
-        return estimator.predict_proba(X)[:, 1]
+    def scores(self, estimator: Any, X: np.ndarray, frame: Callable, task: str) -> np.ndarray:
+        """What ``retrain.stats.metrics`` calls scores: the positive class's probability, each
+        class's probability, or the predicted value."""
+        if task == "regression":
+            return estimator.predict(X)
+        proba = estimator.predict_proba(X)
+        return proba[:, 1] if task == "binary" else proba
 
     def dump(self, estimator: Any, source: EstimatorSource) -> bytes:
         import skops.io as sio  # late: loads scikit-learn, which only these kinds need
@@ -125,9 +134,11 @@ class RandomForest(Kind):
     name = "random_forest"
     defaults = {"n_estimators": 200, "min_samples_leaf": 5, "n_jobs": 2}
 
-    def build(self, params, seed, source):
-        from sklearn.ensemble import RandomForestClassifier  # late: scikit-learn is heavy
-        return RandomForestClassifier(random_state=seed, **params)
+    def build(self, params, seed, source, task="binary"):
+        # Late: scikit-learn is heavy.
+        from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+        forest = RandomForestRegressor if task == "regression" else RandomForestClassifier
+        return forest(random_state=seed, **params)
 
     def fit(self, data, params, seed, source):
         est = super().fit(data, params, seed, source)
@@ -141,7 +152,11 @@ class Logistic(Kind):
     name = "logistic_regression"
     defaults = {"C": 1.0, "max_iter": 1000}
 
-    def build(self, params, seed, source):
+    def build(self, params, seed, source, task="binary"):
+        if task == "regression":
+            raise ConfigError(f"{source.where} kind: logistic_regression is a classifier; a "
+                              "regression target takes lightgbm, xgboost, random_forest or "
+                              "sklearn (e.g. estimator = \"sklearn.linear_model.Ridge\")")
         from sklearn.linear_model import LogisticRegression  # late: scikit-learn is heavy
         return LogisticRegression(random_state=seed, **params)
 
@@ -160,7 +175,7 @@ class Logistic(Kind):
                 ("impute", SimpleImputer(strategy="constant", fill_value=-1.0)),
                 ("onehot", OneHotEncoder(handle_unknown="ignore"))]), cat_idx))
         return Pipeline([("prep", ColumnTransformer(parts)),
-                         ("model", self.build(params, seed, source))]).fit(data.X, data.y)
+                         ("model", self.build(params, seed, source, data.task))]).fit(data.X, data.y)
 
 
 class LightGBM(Kind):
@@ -169,15 +184,23 @@ class LightGBM(Kind):
     defaults = {"n_estimators": 200, "learning_rate": 0.05, "num_leaves": 31,
                 "min_child_samples": 20, "verbose": -1}
 
-    def check(self, params, seed, source):
+    _OBJECTIVES = {"binary": {"objective": "binary"},
+                   "regression": {"objective": "regression"}}
+
+    def _objective(self, task: str, classes: int) -> dict[str, Any]:
+        if task == "multiclass":
+            return {"objective": "multiclass", "num_class": classes}
+        return self._OBJECTIVES[task]
+
+    def check(self, params, seed, source, task="binary"):
         import lightgbm as lgb  # late: LightGBM is heavy
         options = dict(params)
         _rounds(options)
         rows, labels = _probe_rows(options)
         try:
             with native_stderr_silenced():  # LightGBM's "[Fatal]" line repeats the error
-                lgb.train({"objective": "binary", "seed": seed, "verbose": -1,
-                           "num_threads": 1, **options},
+                lgb.train({"seed": seed, "verbose": -1, "num_threads": 1,
+                           **self._objective(task, 2), **options},
                           lgb.Dataset(rows, label=labels, params={"verbose": -1}),
                           num_boost_round=1)
         except lgb.basic.LightGBMError as exc:
@@ -188,8 +211,9 @@ class LightGBM(Kind):
         # Threads only pay off on large windows; on a busy machine OpenMP threads that
         # spin-wait for each other make small fits many times slower.
         threads = 1 if data.X.shape[0] < 50_000 else 2
-        options = {"objective": "binary", "seed": seed, "deterministic": True,
-                   "force_row_wise": True, "num_threads": threads, **params}
+        options = {**self._objective(data.task, data.classes), "seed": seed,
+                   "deterministic": True, "force_row_wise": True, "num_threads": threads,
+                   **params}
         rounds = _rounds(options)
         dataset = lgb.Dataset(data.X, label=data.y,
                               feature_name=[f"f{i}" for i in range(data.X.shape[1])],
@@ -197,8 +221,8 @@ class LightGBM(Kind):
                               free_raw_data=True)
         return lgb.train(options, dataset, num_boost_round=rounds)
 
-    def positive_proba(self, estimator, X, frame):
-        return estimator.predict(X)
+    def scores(self, estimator, X, frame, task):
+        return estimator.predict(X)  # (n, classes) for a multiclass objective
 
     def dump(self, estimator, source):
         return estimator.model_to_string().encode()
@@ -217,14 +241,18 @@ class XGBoost(Kind):
     # Names this kind takes besides those XGBoost's configuration lists.
     _OWN = frozenset({"n_estimators", "nthread", "seed", "verbosity", "objective"})
 
-    def _options(self, params, seed, threads):
-        options = {"objective": "binary:logistic", "tree_method": "hist", "seed": seed,
-                   "nthread": threads, "verbosity": 0, **params}
+    def _options(self, params, seed, threads, task="binary", classes=2):
+        objective = {"binary": {"objective": "binary:logistic"},
+                     "multiclass": {"objective": "multi:softprob", "num_class": classes},
+                     "regression": {"objective": "reg:squarederror"}}[task]
+        options = {**objective, "tree_method": "hist", "seed": seed, "nthread": threads,
+                   "verbosity": 0, **params}
         return options, _rounds(options)
 
-    def check(self, params, seed, source):
+    def check(self, params, seed, source, task="binary"):
         import xgboost as xgb  # late: XGBoost is heavy
-        options, _ = self._options(params, seed, 1)
+        options, _ = self._options(params, seed, 1, "regression" if task == "regression"
+                                   else "binary")
         rows, labels = _probe_rows(options)
         try:
             booster = xgb.train(options, xgb.DMatrix(rows, label=labels), num_boost_round=1)
@@ -238,7 +266,7 @@ class XGBoost(Kind):
     def fit(self, data, params, seed, source):
         import xgboost as xgb  # late: XGBoost is heavy
         threads = 1 if data.X.shape[0] < 50_000 else 2
-        options, rounds = self._options(params, seed, threads)
+        options, rounds = self._options(params, seed, threads, data.task, data.classes)
         return xgb.train(options, self._matrix(xgb, data.X, data.categorical, data.y),
                          num_boost_round=rounds)
 
@@ -247,7 +275,7 @@ class XGBoost(Kind):
         types = ["c" if i in categorical else "q" for i in range(X.shape[1])]
         return xgb.DMatrix(X, label=y, feature_types=types, enable_categorical=True, nthread=1)
 
-    def positive_proba(self, estimator, X, frame):
+    def scores(self, estimator, X, frame, task):
         import xgboost as xgb  # late: XGBoost is heavy
         categorical = [i for i, t in enumerate(estimator.feature_types or []) if t == "c"]
         return estimator.predict(self._matrix(xgb, X, categorical))
@@ -268,7 +296,7 @@ class Sklearn(Kind):
 
     name = "sklearn"
 
-    def build(self, params, seed, source):
+    def build(self, params, seed, source, task="binary"):
         with importable(source.code_dir):
             if source.estimator:
                 made = _import(source.estimator, f"{source.where} estimator")
@@ -284,28 +312,36 @@ class Sklearn(Kind):
             else:
                 raise ConfigError(f"{source.where}: kind \"sklearn\" needs estimator = "
                                   "\"package.module.Class\" or factory = \"package.module:function\"")
-        for method in ("fit", "predict_proba", "get_params", "set_params"):
+        predicts = "predict" if task == "regression" else "predict_proba"
+        for method in ("fit", predicts, "get_params", "set_params"):
             if not callable(getattr(estimator, method, None)):
                 raise ConfigError(f"{source.where}: {type(estimator).__name__} has no "
-                                  f"{method}(); a scikit-learn classifier is expected")
+                                  f"{method}(); a scikit-learn "
+                                  f"{'regressor' if task == 'regression' else 'classifier'} "
+                                  "is expected")
         # Deterministic given the seed: every random_state the estimator (or a step of its
         # Pipeline) leaves unset takes the model's seed.
         unset = {key: seed for key, value in estimator.get_params(deep=True).items()
                  if key.split("__")[-1] == "random_state" and value is None}
         return estimator.set_params(**unset) if unset else estimator
 
-    def check(self, params, seed, source):
-        estimator = self.build(params, seed, source)
+    def check(self, params, seed, source, task="binary"):
+        estimator = self.build(params, seed, source, task)
         validate = getattr(estimator, "_validate_params", None)
         if callable(validate):
             validate()
 
     def fit(self, data, params, seed, source):
-        return self.build(params, seed, source).fit(data.frame(data.X), data.y)
+        return self.build(params, seed, source, data.task).fit(data.frame(data.X), data.y)
 
-    def positive_proba(self, estimator, X, frame):
-        classes = list(getattr(estimator, "classes_", [0, 1]))
-        return estimator.predict_proba(frame(X))[:, classes.index(1)]
+    def scores(self, estimator, X, frame, task):
+        if task == "regression":
+            return estimator.predict(frame(X))
+        proba = estimator.predict_proba(frame(X))
+        classes = list(getattr(estimator, "classes_", range(proba.shape[1])))
+        if task == "binary":
+            return proba[:, classes.index(1)]
+        return proba[:, np.argsort(classes)]  # columns in code order
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (RandomForest(), LightGBM(), Logistic(), XGBoost(),

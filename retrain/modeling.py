@@ -17,6 +17,7 @@ from retrain.data import Schema
 from retrain.data.schema import as_category
 from retrain.errors import ConfigError, DataValidationError
 from retrain.estimators import DEFAULT_SOURCE, KINDS, EstimatorSource, FitInput, kind_of
+from retrain.tasks import Task, encode_target, infer_task, predicted_labels
 
 __all__ = ["KINDS", "Preprocessing", "TrainedModel", "encode_target", "fit_model",
            "resolved_params", "validate_params"]
@@ -83,26 +84,33 @@ class TrainedModel:
     kind: str
     params: dict[str, Any]
     preprocessing: Preprocessing
-    classes: list[Any]  # [negative, positive] labels as seen in training
+    classes: list[Any]  # the labels as seen in training: binary [negative, positive],
+    # multiclass in code order, none for a regression
     estimator: Any  # what the kind fits: a scikit-learn estimator, a LightGBM or XGBoost booster
     # Where a sklearn-kind estimator came from, and the extra types its artifact may hold.
     source: EstimatorSource = field(default=DEFAULT_SOURCE, compare=False)
+    task: Task = "binary"
 
-    def predict_proba(self, df: pl.DataFrame) -> np.ndarray:
-        """Probability of the positive class (the second of ``classes``)."""
-        return self.proba_of_matrix(self.preprocessing.transform(df))
+    def predict_scores(self, df: pl.DataFrame) -> np.ndarray:
+        """The positive class's probability (binary), each class's probability (multiclass,
+        one column per class in ``classes`` order) or the predicted value (regression)."""
+        return self.scores_of_matrix(self.preprocessing.transform(df))
 
-    def proba_of_matrix(self, X: np.ndarray) -> np.ndarray:
-        """``predict_proba`` of rows already encoded by ``preprocessing.transform``."""
+    predict_proba = predict_scores  # the name the binary case has always had
+
+    def scores_of_matrix(self, X: np.ndarray) -> np.ndarray:
+        """``predict_scores`` of rows already encoded by ``preprocessing.transform``."""
         if X.shape[0] == 0:
-            return np.empty(0, dtype=np.float64)
-        proba = kind_of(self.kind).positive_proba(self.estimator, X, self.preprocessing.as_frame)
-        return np.asarray(proba, dtype=np.float64)
+            shape = (0, len(self.classes)) if self.task == "multiclass" else (0,)
+            return np.empty(shape, dtype=np.float64)
+        scores = kind_of(self.kind).scores(self.estimator, X, self.preprocessing.as_frame,
+                                           self.task)
+        return np.asarray(scores, dtype=np.float64)
 
     def predict(self, df: pl.DataFrame, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-        proba = self.predict_proba(df)
-        labels = np.where(proba >= threshold, self.classes[1], self.classes[0])
-        return labels, proba
+        """(what it predicts: a class or a value, the scores)."""
+        scores = self.predict_scores(df)
+        return predicted_labels(scores, self.classes, self.task, threshold), scores
 
 
 def resolved_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -110,39 +118,33 @@ def resolved_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def validate_params(kind: str, params: dict[str, Any], seed: int, where: str,
-                    source: EstimatorSource = DEFAULT_SOURCE) -> None:
+                    source: EstimatorSource = DEFAULT_SOURCE, task: Task = "binary") -> None:
     """Check ``params`` against the estimator of ``kind`` without training anything:
     ``ConfigError`` naming ``where`` (the config key) and the estimator's own complaint."""
     try:
-        kind_of(kind).check(resolved_params(kind, params), seed, source)
+        kind_of(kind).check(resolved_params(kind, params), seed, source, task)
     except (TypeError, ValueError, ArithmeticError) as exc:
         raise ConfigError(f"{where}: {str(exc).strip().splitlines()[0]}") from None
 
 
-def encode_target(y: pl.Series, classes: list[Any] | None = None) -> tuple[np.ndarray, list[Any]]:
-    """Binary labels as 0/1; the larger label (e.g. 1, True, 'yes' > 'no') is positive."""
-    if classes is None:
-        classes = sorted(y.unique().to_list())
-        if len(classes) == 1:
-            classes = [0, classes[0]] if classes[0] not in (0, False) else [classes[0], 1]
-    positive = classes[1]
-    return (y == positive).cast(pl.Int8).to_numpy(), classes
-
-
 def fit_model(kind: str, params: dict[str, Any], train: pl.DataFrame, schema: Schema,
-              target: str, seed: int, source: EstimatorSource = DEFAULT_SOURCE) -> TrainedModel:
-    """Fit one model of ``kind`` on ``train``; deterministic for a given seed."""
+              target: str, seed: int, source: EstimatorSource = DEFAULT_SOURCE,
+              task: Task | None = None) -> TrainedModel:
+    """Fit one model of ``kind`` on ``train``; deterministic for a given seed. ``task``
+    (default: inferred from the target) says what the target is."""
     model_kind = kind_of(kind)
     params = model_kind.params(params)
+    labels = train.get_column(target)
+    task = task or infer_task(labels)
     prep = Preprocessing.fit(train, schema)
     X = prep.transform(train)
-    y, classes = encode_target(train.get_column(target))
+    y, classes = encode_target(labels, task=task)
     data = FitInput(X, y, tuple(i for i, c in enumerate(schema.features) if c in schema.categorical),
-                    prep.as_frame)
+                    prep.as_frame, task, len(classes))
     try:
         estimator = model_kind.fit(data, params, seed, source)
     except (TypeError, ValueError) as exc:
         if "unexpected keyword" in str(exc) or "got an unexpected" in str(exc):
             raise ConfigError(f"{source.where} params for {kind}: {exc}") from None
         raise
-    return TrainedModel(kind, params, prep, classes, estimator, source)
+    return TrainedModel(kind, params, prep, classes, estimator, source, task)

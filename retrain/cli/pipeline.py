@@ -54,12 +54,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                "choose another --workspace")
         shutil.rmtree(workspace)
     started = time.monotonic()
-    log.info("writing the demo workspace to %s (6 months of loan applications)", workspace)
-    config = write_workspace(workspace)
+    target = {"binary": "who defaults", "multiclass": "the risk grade",
+              "regression": "the amount lost"}[args.task]
+    log.info("writing the demo workspace to %s (6 months of loan applications; the models "
+             "predict %s)", workspace, target)
+    config = write_workspace(workspace, task=args.task)
     (workspace / DEMO_MARKER).write_text("made by `retrain demo`; safe to delete\n")
     log.info("run 1: bootstrap the production models on January-June")
     first = run_pipeline(args, str(config), None, False, "manual")
-    log.info("appending July: the applicants and what predicts default have changed")
+    log.info("appending July: the applicants and what predicts %s have changed", target)
     append_drifted_month(workspace)
     log.info("run 2: the monthly run finds the drift and retrains")
     second = run_pipeline(args, str(config), None, False, "schedule")
@@ -78,6 +81,9 @@ def register(sub, workspace_options: argparse.ArgumentParser) -> None:
     """Add `demo` and `run` to the `retrain` parser."""
     p = sub.add_parser("demo", help="write a demo workspace and run the pipeline in it")
     p.add_argument("--workspace", default="demo", help="folder to create (default: ./demo)")
+    p.add_argument("--task", default="binary", choices=["binary", "multiclass", "regression"],
+                   help="what the models predict: default or not (binary, the default), the "
+                        "risk grade A-D (multiclass), the amount lost (regression)")
     _engine_flag(p)
     p.set_defaults(func=cmd_demo)
 

@@ -12,8 +12,6 @@ log = logging.getLogger("retrain")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import polars as pl
-
     from retrain.data.store import read_file
     from retrain.errors import DataValidationError
     from retrain.workspace import Workspace
@@ -49,13 +47,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.suffix.lower() not in (".csv", ".parquet"):
         raise RetrainError(f"--output {dest}: expected a .parquet or .csv file")
-    if df.height == 0:
-        model.preprocessing.transform(df)  # still checks that the feature columns exist
-        classes = pl.Series(model.classes)
-        labels, proba = classes.head(0), pl.Series([], dtype=pl.Float64)
-    else:
-        labels, proba = model.predict(df)
-    out = df.with_columns(pl.Series("prediction", labels), pl.Series("probability", proba))
+    out = df.with_columns(prediction_columns(model, df))
     if dest.suffix.lower() == ".csv":
         out.write_csv(dest)
     else:
@@ -63,6 +55,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     log.info("scored %d rows with %s -> %s", out.height, version.version_id, dest)
     print(dest)
     return 0
+
+
+def prediction_columns(model, df) -> list:
+    """``prediction`` (the class, or the value for a regression) and, for a classification,
+    ``probability`` (binary: the positive class's) or one ``probability_<class>`` per class."""
+    import polars as pl
+    model.preprocessing.transform(df.head(0))  # the feature columns exist, even with no rows
+    labels, scores = model.predict(df)
+    if model.task == "regression":
+        return [pl.Series("prediction", scores, dtype=pl.Float64)]
+    prediction = pl.Series("prediction", labels) if len(labels) else pl.Series(
+        "prediction", model.classes).head(0)
+    if model.task == "binary":
+        return [prediction, pl.Series("probability", scores, dtype=pl.Float64)]
+    scores = scores.reshape(len(df), len(model.classes))
+    return [prediction, *(pl.Series(f"probability_{c}", scores[:, j], dtype=pl.Float64)
+                          for j, c in enumerate(model.classes))]
 
 
 def _in_feature_store(ws, path: Path) -> bool:

@@ -10,6 +10,7 @@ from retrain.cli.output import print_json
 
 def _version_dict(ws, v) -> dict[str, Any]:
     return {"version_id": v.version_id, "number": v.number, "status": v.status, "kind": v.kind,
+            "task": v.task,
             "params": v.params, "metrics": v.metrics, "created_at": v.created_at,
             "promoted_at": v.promoted_at,
             "train_window": {"start": v.train_start, "end": v.train_end},
@@ -34,12 +35,15 @@ def cmd_models(args: argparse.Namespace) -> int:
     if not models:
         print("no models registered yet (run `retrain run`)")
         return 0
-    metric = ws.settings.promotion.metric
+    def primary(v: dict) -> str:  # the primary metric of the version's task
+        metric = ws.settings.promotion.metric_for(v["task"])
+        return f"{metric} {v['metrics'].get(metric, float('nan')):.4f}"
+
     rows = [[m["name"], v["version_id"], v["status"].upper() if v["status"] == "production" else v["status"],
-             v["kind"], f"{v['metrics'].get(metric, float('nan')):.4f}", v["row_count"],
+             v["kind"], primary(v), v["row_count"],
              f"{v['train_window']['start']:%Y-%m-%d} .. {v['train_window']['end']:%Y-%m-%d}",
              f"{v['created_at']:%Y-%m-%d %H:%M}"] for m in models for v in m["versions"]]
-    print(text_table(["model", "version", "status", "kind", f"{metric} (own holdout)", "rows",
+    print(text_table(["model", "version", "status", "kind", "primary metric (own holdout)", "rows",
                       "training window", "created (UTC)"], rows))
     return 0
 

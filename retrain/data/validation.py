@@ -12,10 +12,11 @@ import polars as pl
 
 from retrain.data.schema import Schema
 from retrain.errors import DataValidationError
+from retrain.tasks import check_target
 
 
 def validate_frame(df: pl.DataFrame, schema: Schema, *, target: str | None, what: str,
-                   require_two_classes: bool = False) -> None:
+                   require_two_classes: bool = False, task: str = "binary") -> None:
     """Check a collected window before it is used; raise ``DataValidationError`` on a problem."""
     if df.height == 0:
         raise DataValidationError(None, f"the {what} window is empty")
@@ -27,16 +28,7 @@ def validate_frame(df: pl.DataFrame, schema: Schema, *, target: str | None, what
             if series.is_infinite().any():
                 raise DataValidationError(col, f"non-finite values (inf) in the {what} window")
     if target is not None:
-        y = df.get_column(target)
-        if y.null_count():
-            raise DataValidationError(target, f"{y.null_count()} null labels in the {what} window")
-        classes = y.unique().to_list()
-        if len(classes) > 2:
-            raise DataValidationError(
-                target, f"binary classification needs 2 classes, found {len(classes)} "
-                f"({sorted(map(str, classes))[:5]}...)")
-        if require_two_classes and len(classes) < 2:
-            raise DataValidationError(target, f"the {what} window has only one class ({classes[0]!r})")
+        check_target(df.get_column(target), task, what, require_two_classes)
 
 
 def fingerprint(df: pl.DataFrame) -> str:

@@ -28,6 +28,7 @@ from retrain.drift.results import (DriftedFeature, DriftPart, FeatureRow, Method
                                    ReportFiles)
 from retrain.errors import RetrainError
 from retrain.modeling import encode_target
+from retrain.tasks import predicted_labels
 from retrain.registry import ModelVersion
 from retrain.registry.rules import CURRENT
 from retrain.workspace import Workspace
@@ -112,15 +113,15 @@ def load_profile(ws: Workspace, version: ModelVersion) -> ReferenceProfile | Non
 def recompute_profile(ws: Workspace, version: ModelVersion, model=None) -> ReferenceProfile:
     """What the stored profile would hold, from the feature store (for older versions)."""
     schema = Schema.from_dict(version.feature_schema)
-    profile = window_profile(ws, version.train_start, version.train_end, schema)
+    profile = window_profile(ws, version.train_start, version.train_end, schema, version.task)
     if version.holdout_start is None:
         return profile
     holdout = ws.store.rows(version.holdout_start, version.train_end).collect()
     if holdout.height == 0:
         return profile
     model = model or ws.registry.load(version)
-    y, _ = encode_target(holdout.get_column(ws.settings.data.target), model.classes)
-    return with_holdout(profile, model.predict_proba(holdout), y)
+    y, _ = encode_target(holdout.get_column(ws.settings.data.target), model.classes, model.task)
+    return with_holdout(profile, model.predict_scores(holdout), y)
 
 
 def reference_profile(ws: Workspace, version: ModelVersion, use_profile: bool = True
@@ -142,7 +143,9 @@ def _label_drift(ws: Workspace, version: ModelVersion, profile: ReferenceProfile
     labels = ws.store.rows(after=version.train_end).select(target).collect()
     if labels.height == 0:
         return None, "no newly labeled rows"
-    label_reference = ReferenceProfile(Schema((target,), (target,)), {target: profile.label},
+    # Class counts for a classification, the distribution of values for a regression.
+    categorical = (target,) if version.task != "regression" else ()
+    label_reference = ReferenceProfile(Schema((target,), categorical), {target: profile.label},
                                        rows=profile.label.n, window_rows=profile.label.n,
                                        max_rows=None)
     return compute_drift(label_reference, labels, config=cfg), ""
@@ -153,9 +156,15 @@ def _prediction_drift(ws: Workspace, version: ModelVersion, profile: ReferencePr
     if profile.holdout_proba is None or len(profile.holdout_proba) == 0:
         return None, "no holdout predictions for this version"
     model = ws.registry.load(version)
-    reference = pl.DataFrame({PREDICTION: profile.holdout_proba})
-    predictions = pl.DataFrame({PREDICTION: model.predict_proba(current)})
-    return compute_drift(reference, predictions, config=cfg), ""
+    reference, predictions = profile.holdout_proba, model.predict_scores(current)
+    if model.task == "multiclass":  # the predicted classes' distribution
+        reference = [str(c) for c in predicted_labels(reference, model.classes, model.task)]
+        predictions = [str(c) for c in predicted_labels(predictions, model.classes, model.task)]
+        return compute_drift(pl.DataFrame({PREDICTION: reference}),
+                             pl.DataFrame({PREDICTION: predictions}), config=cfg,
+                             categorical=[PREDICTION]), ""
+    return compute_drift(pl.DataFrame({PREDICTION: reference}),
+                         pl.DataFrame({PREDICTION: predictions}), config=cfg), ""
 
 
 # The check ------------------------------------------------------------------------------

@@ -62,9 +62,12 @@ class ReferenceProfile:
     rows: int  # reference rows the statistics describe (after sampling)
     window_rows: int  # rows in the reference window before sampling
     max_rows: int | None  # the sampling bound in force when the profile was made
-    label: CategoricalSample | None = None
-    holdout_proba: np.ndarray | None = None  # positive-class probabilities on the holdout
-    holdout_labels: np.ndarray | None = None  # 0/1, aligned with holdout_proba
+    # The labels: counts of each class, or the sorted values of a regression target.
+    label: CategoricalSample | NumericSample | None = None
+    # The version's scores on its holdout (retrain.stats.metrics: positive-class probabilities,
+    # one column per class, or predicted values) and the labels, aligned.
+    holdout_proba: np.ndarray | None = None
+    holdout_labels: np.ndarray | None = None
     report_sample: pl.DataFrame | None = None  # bounded row sample for HTML reports
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -90,13 +93,13 @@ class ReferenceProfile:
                                  "counts": sample.counts.tolist(), "missing": sample.missing})
         meta = {"format": PROFILE_FORMAT, "schema": self.schema.as_dict(), "features": features,
                 "rows": self.rows, "window_rows": self.window_rows, "max_rows": self.max_rows,
-                "label": None if self.label is None else {
-                    "keys": list(self.label.keys), "counts": self.label.counts.tolist(),
-                    "missing": self.label.missing},
+                "label": _label_meta(self.label, arrays),
                 **{"extra": self.meta}}
         if self.holdout_proba is not None:
             arrays["holdout_proba"] = np.asarray(self.holdout_proba, dtype=np.float64)
-            arrays["holdout_labels"] = np.asarray(self.holdout_labels, dtype=np.int8)
+            labels = np.asarray(self.holdout_labels)
+            arrays["holdout_labels"] = labels.astype(np.float64 if labels.dtype.kind == "f"
+                                                     else np.int8)
         if self.report_sample is not None:
             buf = io.BytesIO()
             self.report_sample.write_parquet(buf)
@@ -130,41 +133,69 @@ class ReferenceProfile:
             report_sample = pl.read_parquet(io.BytesIO(arrays["report_sample"].tobytes()))
         return cls(schema=Schema.from_dict(meta["schema"]), features=features, rows=meta["rows"],
                    window_rows=meta["window_rows"], max_rows=meta["max_rows"],
-                   label=None if label is None else CategoricalSample(
-                       tuple(label["keys"]), np.asarray(label["counts"], dtype=np.int64),
-                       label["missing"]),
+                   label=_label_of(label, arrays),
                    holdout_proba=arrays.get("holdout_proba"),
                    holdout_labels=None if "holdout_labels" not in arrays
-                   else arrays["holdout_labels"].astype(np.int64),
+                   else _labels(arrays["holdout_labels"]),
                    report_sample=report_sample, meta=meta.get("extra") or {})
 
 
 def build_profile(reference: pl.DataFrame, schema: Schema, *, max_rows: int | None,
                   report_rows: int, labels: pl.Series | None = None,
                   holdout_proba: np.ndarray | None = None,
-                  holdout_labels: np.ndarray | None = None) -> ReferenceProfile:
+                  holdout_labels: np.ndarray | None = None,
+                  numeric_label: bool = False) -> ReferenceProfile:
     """The profile of a reference window (``reference``: its feature columns, unsampled)."""
     sampled = sample_rows(reference.select(schema.features), max_rows)
     return ReferenceProfile(
         schema=schema, features=feature_samples(sampled, schema), rows=sampled.height,
         window_rows=reference.height, max_rows=max_rows,
-        label=None if labels is None else categorical_sample(labels),
+        label=None if labels is None else (numeric_sample(labels) if numeric_label
+                                           else categorical_sample(labels)),
         holdout_proba=holdout_proba, holdout_labels=holdout_labels,
         report_sample=sample_rows(sampled, report_rows))
 
 
-def window_profile(ws: "Workspace", start: datetime, end: datetime, schema: Schema) -> ReferenceProfile:
+def window_profile(ws: "Workspace", start: datetime, end: datetime, schema: Schema,
+                   task: str = "binary") -> ReferenceProfile:
     """The profile of the window ``[start, end]`` of the feature store: all its rows for the
-    features (labeled or not), its labeled rows for the label. No holdout part."""
+    features (labeled or not), its labeled rows for the label (numeric for a regression
+    target). No holdout part."""
     cfg = ws.settings
     reference = ws.store.rows(start, end, labeled=False).select(schema.features).collect()
     target = cfg.data.target
     labels = ws.store.rows(start, end).select(target).collect().get_column(target)
     return build_profile(reference, schema, max_rows=cfg.drift.max_rows,
-                         report_rows=cfg.drift.report_rows, labels=labels)
+                         report_rows=cfg.drift.report_rows, labels=labels,
+                         numeric_label=task == "regression")
 
 
 def with_holdout(profile: ReferenceProfile, proba: np.ndarray, labels: np.ndarray) -> ReferenceProfile:
-    """A copy of ``profile`` with one version's holdout predictions and 0/1 labels."""
+    """A copy of ``profile`` with one version's holdout scores and labels."""
     return replace(profile, holdout_proba=np.asarray(proba, dtype=np.float64),
-                   holdout_labels=np.asarray(labels, dtype=np.int64))
+                   holdout_labels=_labels(np.asarray(labels)))
+
+
+def _labels(values: np.ndarray) -> np.ndarray:
+    """Class codes as int64, a regression target's values as float64."""
+    return values.astype(np.float64 if values.dtype.kind == "f" else np.int64)
+
+
+def _label_meta(label: CategoricalSample | NumericSample | None,
+                arrays: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    if label is None:
+        return None
+    if isinstance(label, NumericSample):
+        arrays["label_values"] = label.values
+        return {"kind": "numeric", "integer": label.integer, "missing": label.missing}
+    return {"keys": list(label.keys), "counts": label.counts.tolist(), "missing": label.missing}
+
+
+def _label_of(meta: dict[str, Any] | None, arrays: dict[str, np.ndarray]
+              ) -> CategoricalSample | NumericSample | None:
+    if meta is None:
+        return None
+    if meta.get("kind") == "numeric":
+        return NumericSample(arrays["label_values"], meta["integer"], meta["missing"])
+    return CategoricalSample(tuple(meta["keys"]), np.asarray(meta["counts"], dtype=np.int64),
+                             meta["missing"])

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from retrain.evaluation.results import Evaluation, Guardrail, Holdout, Interval, MetricPair
 from retrain.evaluation.smoke import write_smoke_sample
-from retrain.modeling import encode_target
+from retrain.modeling import TrainedModel, encode_target
 from retrain.registry import ModelVersion
 from retrain.registry.rules import CURRENT
 from retrain.reporting.evaluation import evaluation_line
@@ -38,6 +40,21 @@ def guardrail_checks(candidate: dict[str, float], production: dict[str, float],
     return out
 
 
+def aligned_scores(model: TrainedModel, rows, classes: list) -> np.ndarray:
+    """``model``'s scores on ``rows`` with its class columns in the order of ``classes`` (a
+    multiclass candidate may know a class its production version never saw: probability 0),
+    so both are scored against the same labels."""
+    scores = model.predict_scores(rows)
+    if model.task != "multiclass" or list(model.classes) == list(classes):
+        return scores
+    out = np.zeros((scores.shape[0], len(classes)))
+    position = {c: i for i, c in enumerate(model.classes)}
+    for j, c in enumerate(classes):
+        if c in position:
+            out[:, j] = scores[:, position[c]]
+    return out
+
+
 def evaluate_candidate(ws: Workspace, candidate: ModelVersion, data: TrainingData,
                        production=CURRENT) -> Evaluation:
     """Metrics of candidate and production on ``data.holdout``, and the relative improvement.
@@ -47,27 +64,27 @@ def evaluate_candidate(ws: Workspace, candidate: ModelVersion, data: TrainingDat
     (default: the model's production version now).
     """
     policy = ws.settings.promotion
-    metric = policy.metric
     target = ws.settings.data.target
     holdout = data.holdout
     model = ws.registry.load(candidate)
-    y, _ = encode_target(holdout.get_column(target), model.classes)
-    candidate_proba = model.predict_proba(holdout)
-    candidate_metrics = compute_metrics(y, candidate_proba)
+    metric = policy.metric_for(model.task)
+    y, _ = encode_target(holdout.get_column(target), model.classes, model.task)
+    candidate_proba = model.predict_scores(holdout)
+    candidate_metrics = compute_metrics(y, candidate_proba, task=model.task)
     production = ws.registry.production_of(candidate.model_name, production)
     production_metrics = improvement = interval = None
     guardrails: dict[str, Guardrail] = {}
     if production is not None:
         prod_model = ws.registry.load(production)
-        y_prod, _ = encode_target(holdout.get_column(target), prod_model.classes)
-        production_proba = prod_model.predict_proba(holdout)
-        production_metrics = compute_metrics(y_prod, production_proba)
+        production_proba = aligned_scores(prod_model, holdout, model.classes)
+        production_metrics = compute_metrics(y, production_proba, task=model.task)
         improvement = relative_improvement(metric, candidate_metrics[metric], production_metrics[metric])
         interval = improvement_interval(
             y, production_proba, candidate_proba, metric, method=policy.interval_method,
             confidence=policy.confidence, samples=policy.bootstrap_samples)
         interval = Interval(**interval.as_dict())
-        guardrails = guardrail_checks(candidate_metrics, production_metrics, policy.guardrails)
+        guardrails = guardrail_checks(candidate_metrics, production_metrics,
+                                      policy.guardrails_for(model.task))
     evaluation = Evaluation(
         model=candidate.model_name, candidate_version=candidate.version_id,
         production_version=production.version_id if production else None, metric=metric,

@@ -32,26 +32,40 @@ def smoke_check(ws: Workspace, version_id: str, smoke: SmokeSample | None) -> st
         if hashlib.sha256(data).hexdigest() != smoke.sha256:
             return f"smoke sample {path} was changed since the evaluation"
         sample = pl.read_parquet(io.BytesIO(data))
-        expected = sample.get_column("expected_probability").to_numpy()
-        actual = model.predict_proba(sample.drop("expected_probability"))
+        features = set(model.preprocessing.schema.features)
+        expected_columns = [c for c in sample.columns if c not in features]
+        expected = sample.select(expected_columns).to_numpy()
+        actual = model.predict_scores(sample.drop(expected_columns)).reshape(len(sample), -1)
     except (RetrainError, OSError) as exc:
         return f"the deployed artifact cannot be used: {exc}"
+    if actual.shape != expected.shape:
+        return (f"the deployed artifact gives {actual.shape[1]} scores per row, the evaluated "
+                f"model gave {expected.shape[1]}")
     if not np.array_equal(actual, expected):
         worst = float(np.max(np.abs(actual - expected)))
         return (f"the deployed artifact predicts differently from the evaluated model on "
-                f"{int(np.sum(actual != expected))} of {len(expected)} smoke rows "
+                f"{int(np.sum((actual != expected).any(axis=1)))} of {len(expected)} smoke rows "
                 f"(largest difference {worst:.3g})")
     return None
 
 
 def write_smoke_sample(ws: Workspace, candidate: ModelVersion, features: list[str],
                        holdout: pl.DataFrame, proba: np.ndarray) -> SmokeSample:
-    """Up to ``[promotion] smoke_rows`` holdout rows (seeded) with the candidate's
-    probabilities, written beside its artifact."""
+    """Up to ``[promotion] smoke_rows`` holdout rows (seeded) with the candidate's scores,
+    written beside its artifact."""
     n = min(ws.settings.promotion.smoke_rows, holdout.height)
     idx = np.random.default_rng(0).choice(holdout.height, size=n, replace=False)
     idx.sort()
-    sample = holdout[idx].select(features).with_columns(pl.Series("expected_probability", proba[idx]))
+    scores = np.asarray(proba)[idx]
+    # Besides the features, the evaluated model's scores: the positive class's probability,
+    # the predicted value, or one column per class.
+    if scores.ndim == 1:
+        name = "expected_value" if candidate.task == "regression" else "expected_probability"
+        expected = [pl.Series(name, scores)]
+    else:
+        expected = [pl.Series(f"expected_probability_{j}", scores[:, j])
+                    for j in range(scores.shape[1])]
+    sample = holdout[idx].select(features).with_columns(expected)
     buf = io.BytesIO()
     sample.write_parquet(buf)
     data = buf.getvalue()

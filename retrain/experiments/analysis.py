@@ -31,7 +31,7 @@ from retrain.registry import Registry
 from retrain.registry.tables import ACTIVE_EXPERIMENT_STATUSES, Experiment
 from retrain.stats.sequential import ArmSummary, msprt, running_p_value, srm_check, winner
 
-LOWER_IS_BETTER = frozenset({"brier", "log_loss"})
+LOWER_IS_BETTER = frozenset({"brier", "log_loss", "squared_error", "absolute_error"})
 
 
 def higher_is_better(metric: str) -> bool:

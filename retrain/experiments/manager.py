@@ -13,6 +13,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
+from retrain.config import AB_METRICS_OF_TASK
 from retrain.errors import ConfigError, RegistryError
 from retrain.experiments import analysis, store
 from retrain.experiments.rollout import RolloutStrategy, advance_rollouts, start_rollout
@@ -25,7 +26,6 @@ from retrain.registry.tables import ACTIVE_EXPERIMENT_STATUSES, Experiment, Feed
 from retrain.workspace import Workspace
 
 log = logging.getLogger("retrain")
-AB_METRICS = ("accuracy", "brier", "log_loss", "reward")
 
 
 class ABTestingManager:
@@ -103,18 +103,20 @@ class ABTestingManager:
         cfg = self.settings.abtest
         split = cfg.traffic_split if traffic_split is None else traffic_split
         days = cfg.duration_days if duration_days is None else duration_days
-        metric = cfg.metric if metric is None else metric
         if isinstance(split, bool) or not isinstance(split, (int, float)) or not 0 < split < 1:
             raise ConfigError(f"traffic_split must be between 0 and 1 (exclusive), the share of "
                               f"traffic sent to version B; got {split!r}")
         if isinstance(days, bool) or not isinstance(days, (int, float)) or not days > 0:
             raise ConfigError(f"duration_days must be a positive number of days; got {days!r}")
-        if metric not in AB_METRICS:
-            raise ConfigError(f"metric must be one of {', '.join(AB_METRICS)}; got {metric!r}")
         if version_b is None:
             raise RegistryError("version_b (the challenger) is required")
         a = store.resolve_version(self.registry, model_name, version_a)
         b = store.resolve_version(self.registry, model_name, version_b)
+        if metric is None:
+            metric = cfg.metric_for(a.task)
+        elif metric not in AB_METRICS_OF_TASK[a.task]:
+            raise ConfigError(f"metric must be one of {', '.join(AB_METRICS_OF_TASK[a.task])} "
+                              f"for a {a.task} model; got {metric!r}")
         for version in (a, b):  # a broken artifact would answer every request of its variant 503
             self.registry.verify_artifact(version)
         if a.version_id == b.version_id:

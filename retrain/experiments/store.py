@@ -296,6 +296,10 @@ def _metric_value(metric: str, p, f):
     needs_label = [f.c.label.is_not(None)]
     if metric == "accuracy":
         return case((p.c.prediction == f.c.label, literal(1.0)), else_=literal(0.0)), needs_label, []
+    if metric == "squared_error":  # a regression's predicted value against the true one
+        return (p.c.prediction - f.c.label) * (p.c.prediction - f.c.label), needs_label, []
+    if metric == "absolute_error":
+        return func.abs(p.c.prediction - f.c.label), needs_label, []
     has_probability = [p.c.probability.is_not(None)]
     if metric == "brier":
         return (p.c.probability - f.c.label) * (p.c.probability - f.c.label), needs_label, has_probability

@@ -9,7 +9,7 @@ the summary notification are rendered from it. Its JSON Schema is generated from
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from retrain.evaluation.results import MetricPair
 from retrain.promotion.results import DecisionName
@@ -32,6 +32,7 @@ class DataSummary(Record):
     features: list[str]
     fingerprint: str
     rows_without_timestamp: int = 0  # in the feature store, left out (see [data])
+    task: Literal["binary", "multiclass", "regression"] = "binary"  # of the target
 
 
 class ModelOutcome(Record):

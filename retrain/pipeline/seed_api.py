@@ -34,7 +34,7 @@ class AutomatedRetrainingPipeline:
         data = self._data or load_training_data(self.workspace)
         evaluations = evaluate_candidates(self.workspace, results["models"], data)
         return {"summary": {"models_evaluated": len(evaluations),
-                            "metric": self.workspace.settings.promotion.metric},
+                            "metric": self.workspace.settings.promotion.metric_for(data.task)},
                 "models": {n: e.to_dict() for n, e in evaluations.items()}}
 
     def run(self, models: list[str] | None = None, force: bool = False, reason: str = "manual",

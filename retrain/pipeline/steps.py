@@ -101,12 +101,17 @@ def check_data_volume(context: RunContext) -> dict[str, VolumeCheck]:
 @step("check-performance")
 def check_performance(context: RunContext) -> dict[str, PerformanceCheck]:
     """Each production model's primary metric on newly labeled rows vs at promotion."""
-    metric = context.workspace.settings.promotion.metric
+    promotion = context.workspace.settings.promotion
+
+    def unchecked(name: str, why: str) -> PerformanceCheck:
+        version = context.production[name]
+        return PerformanceCheck(model=name, triggered=False, note=f"not checked: {why}",
+                                metric=promotion.metric_for(version.task if version else "binary"))
+
     return _per_model(
         context, "performance check",
         lambda name: check_model_performance(context.workspace, name, context.production[name]),
-        lambda name, why: PerformanceCheck(model=name, triggered=False, metric=metric,
-                                           note=f"not checked: {why}"))
+        unchecked)
 
 
 @step("skip-retrain", kind="task")
@@ -121,7 +126,7 @@ def skip_retrain(context: RunContext, triggers: TriggerReport) -> dict[str, str]
 @step("load-new-data", kind="task")
 def load_new_data(context: RunContext) -> TrainingData:
     """The validated training window, split by time into train and holdout."""
-    return load_training_data(context.workspace)
+    return load_training_data(context.workspace, context.production)
 
 
 @step("retrain-models")

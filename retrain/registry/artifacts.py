@@ -59,7 +59,7 @@ def serialize(model: TrainedModel, profile: bytes | None = None) -> bytes:
     kind = kind_of(model.kind)
     manifest = {"format": FORMAT, "kind": model.kind, "params": model.params,
                 "classes": model.classes, "preprocessing": model.preprocessing.as_dict(),
-                "entry": kind.entry, **model.source.describe()}
+                "entry": kind.entry, "task": model.task, **model.source.describe()}
     if profile is not None:
         manifest["reference_profile"] = PROFILE_ENTRY
     blob = kind.dump(model.estimator, model.source)  # refuses what could not be loaded again
@@ -125,7 +125,8 @@ def load_model(path: Path, expected_sha256: str,
                 raise ArtifactIntegrityError(f"{path}: {exc}") from None
         return TrainedModel(manifest["kind"], manifest["params"],
                             Preprocessing.from_dict(manifest["preprocessing"]),
-                            manifest["classes"], estimator, source)
+                            manifest["classes"], estimator, source,
+                            manifest.get("task", "binary"))  # older artifacts: binary
     except ArtifactIntegrityError:
         raise
     except ConfigError as exc:  # an unknown kind: written by a newer retrain?

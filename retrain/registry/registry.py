@@ -125,7 +125,7 @@ class Registry:
             failpoint("register:after-artifact")
             version = ModelVersion(
                 version_id=version_id, model_name=model_name, number=number, kind=model.kind,
-                params=model.params, train_start=train_start, train_end=train_end,
+                task=model.task, params=model.params, train_start=train_start, train_end=train_end,
                 holdout_start=holdout_start, row_count=row_count, holdout_rows=holdout_rows,
                 data_fingerprint=data_fingerprint,
                 feature_schema=model.preprocessing.schema.as_dict(), metrics=metrics,
@@ -134,6 +134,7 @@ class Registry:
             s.add(version)
             self._audit(s, model_name, "registered", actor, reason, version_id,
                         {"metrics": metrics, "row_count": row_count, "kind": model.kind,
+                         "task": model.task,
                          "train_start": train_start.isoformat(), "train_end": train_end.isoformat(),
                          "owner": process_owner()})
             s.flush()

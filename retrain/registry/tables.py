@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import NaiveDatetime
-from sqlalchemy import JSON, Column, Index, Integer, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Index, Integer, String, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 STATUSES = ("candidate", "production", "archived", "rejected")
@@ -38,6 +38,9 @@ class ModelVersion(SQLModel, table=True):
     model_name: str = Field(foreign_key="registered_model.name", index=True, max_length=200)
     number: int
     kind: str = Field(max_length=50)
+    # binary | multiclass | regression: fixed for a model once its first version is trained
+    task: str = Field(default="binary", sa_column=Column(String(20), nullable=False,
+                                                         server_default="binary"))
     params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     train_start: NaiveDatetime
     train_end: NaiveDatetime

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from retrain.evaluation.results import Evaluation, Interval
-from retrain.stats.metrics import METRICS, relative_improvement
+from retrain.stats.metrics import relative_improvement
 
 
 def interval_text(interval: Interval | None) -> str:
@@ -29,7 +29,7 @@ def evaluation_markdown(evaluations: dict[str, Evaluation]) -> str:
              "|---|---|---:|---:|---:|"]
     for name, ev in evaluations.items():
         cand, prod = ev.metrics.candidate, ev.metrics.production
-        for metric in METRICS:
+        for metric in cand:  # the task's metrics, in their order
             rel = relative_improvement(metric, cand[metric], prod[metric]) if prod else None
             star = " **(primary)**" if metric == ev.metric else ""
             guard = " (guardrail)" if metric in ev.guardrails else ""

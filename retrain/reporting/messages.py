@@ -6,7 +6,6 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
-from retrain.stats.metrics import METRICS
 
 
 @dataclass
@@ -23,7 +22,7 @@ def _metrics_table(candidate: dict[str, float] | None, production: dict[str, flo
     """The evaluation table as plain text and as HTML."""
     if not candidate:
         return "", ""
-    rows = [(m, candidate.get(m), (production or {}).get(m)) for m in METRICS if m in candidate]
+    rows = [(m, candidate.get(m), (production or {}).get(m)) for m in candidate]
     text = "\n".join(f"  {m:<10} {c:>8.4f}   {'' if p is None else f'{p:.4f}'}" for m, c, p in rows)
     text = f"  {'metric':<10} {'new':>8}   production\n" + text
     cells = "".join(f"<tr><td>{m}</td><td>{c:.4f}</td><td>{'' if p is None else f'{p:.4f}'}</td></tr>"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from retrain.drift.results import FeatureRow, ModelDrift
 from retrain.reporting.run import DECISION_HEADERS, decision_rows
 from retrain.reporting.tables import markdown_table
-from retrain.stats.metrics import METRICS, relative_improvement
+from retrain.stats.metrics import relative_improvement
 from retrain.triggers.performance import PerformanceCheck
 from retrain.triggers.volume import VolumeCheck
 
@@ -73,8 +73,8 @@ def metric_rows(entry: "ModelOutcome") -> list[dict[str, Any]]:
     if not candidate:
         return []
     rows = []
-    for metric in METRICS:
-        prod = production[metric] if production else None
+    for metric in candidate:  # the task's metrics, in their order
+        prod = production.get(metric) if production else None
         rel = relative_improvement(metric, candidate[metric], prod) if prod else None
         rows.append({"metric": metric, "primary": metric == entry.metric,
                      "candidate": round(candidate[metric], 4),

@@ -149,6 +149,10 @@ def create_app(service: PredictionService, *, token: str | None = None,
 
     @app.post("/feedback", status_code=202)
     def feedback(body: FeedbackRequest) -> JSONResponse:
+        problem = service.label_problem(body.model, body.label)
+        if problem is not None:
+            return JSONResponse(status_code=422, content={"detail": [
+                {"loc": ["body", "label"], "msg": problem, "type": "value_error"}]})
         service.feedback(body.request_id, label=body.label, reward=body.reward,
                          model_name=body.model)
         return JSONResponse(status_code=202, content={"request_id": body.request_id,

@@ -37,7 +37,8 @@ class OnePredictor:
     def __init__(self, model: TrainedModel):
         self.model = model
         self.classes = list(model.classes)
-        self._proba = self._choose(model)
+        self.task = model.task
+        self._proba = self._choose(model) if model.task == "binary" else None
 
     @staticmethod
     def _choose(model: TrainedModel):
@@ -56,12 +57,25 @@ class OnePredictor:
                     total = total + tree.predict_proba(X32, check_input=False)
                 return float((total / len(trees))[0, 1])
             return forest
-        return lambda X: float(model.proba_of_matrix(X)[0])
+        return lambda X: float(model.scores_of_matrix(X)[0])
 
-    def predict(self, row: np.ndarray) -> tuple[Any, float]:
-        """(label, probability of the positive class) for a (1, n) row; threshold 0.5."""
-        proba = self._proba(row)
-        return (self.classes[1] if proba >= 0.5 else self.classes[0]), proba
+    def predict(self, row: np.ndarray) -> tuple[Any, float | None, dict[str, float] | None]:
+        """For a (1, n) row: (what the model predicts, the probability of that answer's
+        class or of the positive class, each class's probability).
+
+        Binary: (class at threshold 0.5, the positive class's probability, None); multiclass:
+        (the most probable class, its probability, every class's); regression: (the value,
+        None, None)."""
+        if self._proba is not None:
+            proba = self._proba(row)
+            return (self.classes[1] if proba >= 0.5 else self.classes[0]), proba, None
+        scores = self.model.scores_of_matrix(row)
+        if self.task == "regression":
+            return float(scores[0]), None, None
+        probabilities = [float(p) for p in scores[0]]
+        best = int(np.argmax(scores[0]))
+        return (self.classes[best], probabilities[best],
+                {str(c): p for c, p in zip(self.classes, probabilities)})
 
 
 @dataclass
@@ -87,6 +101,10 @@ class ModelCache:
         self._broken: dict[str, tuple[float, str]] = {}  # version id -> (retry after, why)
         self._loading: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+
+    def of_model(self, model_name: str) -> LoadedVersion | None:
+        """One loaded version of ``model_name`` (they share its task and classes), if any."""
+        return next((v for v in list(self._versions.values()) if v.model_name == model_name), None)
 
     def peek(self, version_id: str) -> LoadedVersion | None:
         """The version if it is loaded already (never reads a file)."""

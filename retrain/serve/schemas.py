@@ -49,8 +49,9 @@ class FeedbackRequest(BaseModel):
 
     request_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     model: str | None = Field(default=None, max_length=MAX_ID_CHARS)
-    # The models are binary classifiers: 1 for the positive class (the model's second class,
-    # as in `retrain models --json`), 0 for the other.
+    # Binary: 1 for the positive class (the model's second class), 0 for the other;
+    # multiclass: the class's position in the model's classes; regression: the true value
+    # (PredictionService.label_problem checks it against the named model).
     label: float | None = None
     reward: float | None = None
 
@@ -60,14 +61,6 @@ class FeedbackRequest(BaseModel):
         # Python's JSON parser accepts NaN, Infinity and 1e400 (infinity).
         if value is not None and not math.isfinite(value):
             raise ValueError(f"must be a finite number, got {value!r}")
-        return value
-
-    @field_validator("label")
-    @classmethod
-    def _a_class(cls, value: float | None) -> float | None:
-        if value is not None and value not in (0, 1):
-            raise ValueError(f"must be 0 or 1 (1 for the model's positive class, its second "
-                             f"class; the models are binary classifiers), got {value!r}")
         return value
 
     @model_validator(mode="after")

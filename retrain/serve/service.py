@@ -51,14 +51,18 @@ class Prediction:
     model: str
     version: str
     variant: str
-    prediction: Any
-    probability: float
+    prediction: Any  # the class (binary, multiclass) or the value (regression)
+    probability: float | None  # binary: the positive class's; multiclass: the predicted one's
+    probabilities: dict[str, float] | None = None  # multiclass: each class's
 
     def as_dict(self) -> dict[str, Any]:
         # By hand: dataclasses.asdict deep-copies and costs more than the prediction.
-        return {"request_id": self.request_id, "model": self.model, "version": self.version,
-                "variant": self.variant, "prediction": self.prediction,
-                "probability": self.probability}
+        out = {"request_id": self.request_id, "model": self.model, "version": self.version,
+               "variant": self.variant, "prediction": self.prediction,
+               "probability": self.probability}
+        if self.probabilities is not None:
+            out["probabilities"] = self.probabilities
+        return out
 
 
 def _utcnow() -> datetime:
@@ -195,15 +199,16 @@ class PredictionService:
                features: dict[str, Any]) -> Prediction:
         """Predict with the version the request is routed to and queue the log row.
         Raises FeatureValidationError if the row does not fit the version's schema."""
-        label, probability = loaded.predictor.predict(loaded.encoder.encode(features))
+        predictor = loaded.predictor
+        label, probability, probabilities = predictor.predict(loaded.encoder.encode(features))
         self.writer.submit(PREDICTIONS, {
             "request_id": request_id, "model_name": loaded.model_name,
             "version_id": route.version_id, "variant": route.variant,
             "experiment_id": route.experiment_id,
-            "prediction": _as_number(label, loaded.predictor.classes), "probability": probability,
-            "at": _utcnow()})
+            "prediction": _as_number(label, predictor.classes, predictor.task),
+            "probability": probability, "at": _utcnow()})
         return Prediction(request_id, loaded.model_name, route.version_id, route.variant,
-                          _plain(label), probability)
+                          _plain(label), probability, probabilities)
 
     def predict(self, model_name: str, request_id: str, features: dict[str, Any],
                 entity_id: str | int | None = None) -> Prediction:
@@ -211,6 +216,30 @@ class PredictionService:
         predict, queue the log row."""
         route = self.route(model_name, request_id, entity_id)
         return self.answer(route, self.cache.get(route.version_id), request_id, features)
+
+    def label_problem(self, model_name: str | None, label: float | None) -> str | None:
+        """Why ``label`` cannot be an outcome of ``model_name``'s predictions, or None:
+        binary, 0 or 1 (1 for the positive class, the model's second); multiclass, the
+        class's position in the model's classes; regression, the true value."""
+        if label is None:
+            return None
+        loaded = None if model_name is None else self.cache.of_model(model_name)
+        task = "binary" if loaded is None else loaded.predictor.task
+        if model_name is not None and loaded is None:
+            return None  # not loaded here: any finite number, checked when it is judged
+        if task == "regression":
+            return None
+        if task == "multiclass":
+            classes = loaded.predictor.classes
+            if label in range(len(classes)):
+                return None
+            return (f"must be a class's position in the model's classes, 0 to "
+                    f"{len(classes) - 1} ({', '.join(map(str, classes[:10]))}), got {label!r}")
+        if label in (0, 1):
+            return None
+        return (f"must be 0 or 1 (1 for the model's positive class, its second class), got "
+                f"{label!r}" + ("" if model_name else "; name the model (\"model\") to send the "
+                                "label of a multiclass or regression model"))
 
     def feedback(self, request_id: str, label: float | None = None, reward: float | None = None,
                  model_name: str | None = None) -> None:
@@ -268,9 +297,12 @@ def _plain(label: Any) -> Any:
     return label.item() if hasattr(label, "item") else label
 
 
-def _as_number(label: Any, classes: list[Any]) -> float:
-    """The prediction as the log stores it: the label if it is a number, else 1.0 for the
-    positive class and 0.0 for the other."""
+def _as_number(label: Any, classes: list[Any], task: str = "binary") -> float:
+    """The prediction as the log stores it: a value (regression); a class's position in the
+    model's classes (multiclass, as feedback labels give it); binary: the label if it is a
+    number, else 1.0 for the positive class and 0.0 for the other."""
+    if task == "multiclass":
+        return float(classes.index(label))
     if isinstance(label, (Real, bool)) or hasattr(label, "__float__") and not isinstance(label, str):
         return float(label)
     return 1.0 if label == classes[1] else 0.0

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from retrain.stats.metrics import LOWER_IS_BETTER
+from retrain.stats.metrics import (LOWER_IS_BETTER, METRICS_BY_TASK, binary_auc_weighted,
+                                   multiclass_weighted, regression_weighted)
 
 _CLIP = 1e-15  # retrain.stats.metrics.metric_value clips probabilities the same way
 _CELLS_PER_CHUNK = 4_000_000  # resamples x rows held in memory at once
@@ -35,19 +36,17 @@ def weighted_metric(metric: str, y: np.ndarray, proba: np.ndarray, weights: np.n
 
     Equal to ``retrain.stats.metrics.metric_value`` on the data with each row repeated that often.
     """
-    y = np.asarray(y, dtype=np.int64)
-    p = np.clip(np.asarray(proba, dtype=np.float64), _CLIP, 1 - _CLIP)
     w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    if metric in METRICS_BY_TASK["regression"]:
+        return regression_weighted(metric, np.asarray(y, dtype=np.float64),
+                                   np.asarray(proba, dtype=np.float64), w)
+    y = np.asarray(y, dtype=np.int64)
+    if np.ndim(proba) == 2:
+        return multiclass_weighted(metric, y, np.asarray(proba, dtype=np.float64), w)
+    p = np.clip(np.asarray(proba, dtype=np.float64), _CLIP, 1 - _CLIP)
     total = w.sum(axis=1)
     if metric == "roc_auc":
-        order = np.argsort(p, kind="stable")
-        ps, ys, ws = p[order], y[order], w[:, order]
-        starts = np.flatnonzero(np.concatenate(([True], ps[1:] != ps[:-1])))
-        pos = np.add.reduceat(ws * ys, starts, axis=1)  # weight of positives per tied score
-        neg = np.add.reduceat(ws * (1 - ys), starts, axis=1)
-        below = np.cumsum(neg, axis=1) - neg  # negatives strictly below each score
-        n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
-        return (pos * (below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
+        return binary_auc_weighted(y, p, w)
     if metric == "brier":
         return (w * (p - y) ** 2).sum(axis=1) / total
     if metric == "log_loss":
@@ -71,28 +70,30 @@ def weighted_metric(metric: str, y: np.ndarray, proba: np.ndarray, weights: np.n
     return np.nan_to_num(out, nan=0.0)  # zero_division=0, as scikit-learn is called
 
 
-def _stratified_counts(rng: np.random.Generator, y: np.ndarray, resamples: int) -> np.ndarray:
-    """Resample counts (resamples x rows), drawing each class's rows among themselves."""
-    counts = np.zeros((resamples, y.shape[0]), dtype=np.float64)
-    for cls in (0, 1):
-        idx = np.flatnonzero(y == cls)
-        if idx.size:
-            draws = rng.integers(0, idx.size, size=(resamples, idx.size))
-            draws += np.arange(resamples)[:, None] * idx.size
-            counts[:, idx] = np.bincount(draws.ravel(), minlength=resamples * idx.size
-                                         ).reshape(resamples, idx.size)
+def _stratified_counts(rng: np.random.Generator, strata: np.ndarray, resamples: int) -> np.ndarray:
+    """Resample counts (resamples x rows), drawing each stratum's rows among themselves."""
+    counts = np.zeros((resamples, strata.shape[0]), dtype=np.float64)
+    for value in np.unique(strata):
+        idx = np.flatnonzero(strata == value)
+        draws = rng.integers(0, idx.size, size=(resamples, idx.size))
+        draws += np.arange(resamples)[:, None] * idx.size
+        counts[:, idx] = np.bincount(draws.ravel(), minlength=resamples * idx.size
+                                     ).reshape(resamples, idx.size)
     return counts
 
 
 def bootstrap_metric(metric: str, y: np.ndarray, proba: np.ndarray, resamples: int,
                      rng: np.random.Generator) -> np.ndarray:
-    """The metric on ``resamples`` stratified bootstrap resamples of (y, proba)."""
-    y = np.asarray(y, dtype=np.int64)
+    """The metric on ``resamples`` bootstrap resamples of (y, proba), stratified by class for
+    a classification (every resample keeps every class)."""
+    regression = metric in METRICS_BY_TASK["regression"]
+    y = np.asarray(y, dtype=np.float64 if regression else np.int64)
+    strata = np.zeros(y.shape[0], dtype=np.int64) if regression else y
     chunk = max(1, min(resamples, _CELLS_PER_CHUNK // max(1, y.shape[0])))
     out = []
     for start in range(0, resamples, chunk):
         size = min(chunk, resamples - start)
-        out.append(weighted_metric(metric, y, proba, _stratified_counts(rng, y, size)))
+        out.append(weighted_metric(metric, y, proba, _stratified_counts(rng, strata, size)))
     return np.concatenate(out)
 
 

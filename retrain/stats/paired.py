@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-from retrain.stats.metrics import LOWER_IS_BETTER, metric_value
+from retrain.stats.metrics import LOWER_IS_BETTER, METRICS_BY_TASK, metric_value
 
 
 @dataclass(frozen=True)
@@ -68,17 +68,20 @@ def delong_interval(y: np.ndarray, champion: np.ndarray, challenger: np.ndarray,
 def bootstrap_interval(y: np.ndarray, champion: np.ndarray, challenger: np.ndarray, metric: str,
                        confidence: float = 0.95, samples: int = 1000, seed: int = 0) -> Interval:
     """Percentile interval of the paired difference from ``samples`` resamples of the rows."""
-    y = np.asarray(y).astype(int)
+    regression = metric in METRICS_BY_TASK["regression"]
+    y = np.asarray(y, dtype=np.float64) if regression else np.asarray(y).astype(int)
     champion = np.asarray(champion, dtype=np.float64)
     challenger = np.asarray(challenger, dtype=np.float64)
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    binary = not regression and champion.ndim == 1
 
     def diff(idx: np.ndarray) -> float | None:
         yy = y[idx]
-        if yy.min() == yy.max():
+        if binary and yy.min() == yy.max():
             return None  # a resample with one class has no AUC; skip it
-        return sign * (metric_value(metric, yy, challenger[idx])
-                       - metric_value(metric, yy, champion[idx]))
+        value = sign * (metric_value(metric, yy, challenger[idx])
+                        - metric_value(metric, yy, champion[idx]))
+        return value if np.isfinite(value) else None  # e.g. a class missing from a resample
 
     rng = np.random.default_rng(seed)
     n = len(y)

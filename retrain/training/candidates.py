@@ -8,7 +8,7 @@ import polars as pl
 
 from retrain.data import Schema
 from retrain.drift.profile import with_holdout
-from retrain.errors import RetrainError
+from retrain.errors import DataValidationError, RetrainError
 from retrain.estimators import EstimatorSource
 from retrain.modeling import encode_target, fit_model, validate_params
 from retrain.records import Record
@@ -42,12 +42,12 @@ def train_candidates(ws: Workspace, models: list[str], data: TrainingData, reaso
     for name in models:  # every model's parameters before any training starts
         cfg = ws.settings.models[name]
         validate_params(cfg.kind, cfg.params, cfg.seed, f"[models.{name}] params",
-                        EstimatorSource.of(ws.settings, name))
+                        EstimatorSource.of(ws.settings, name), data.task)
     out: dict[str, Candidate] = {}
     for name in models:
         try:
             current = ws.registry.production_of(name, (production or {}).get(name, CURRENT))
-            check_production_compatible(ws, name, current)
+            check_production_compatible(ws, name, current, data.task)
             features = candidate_features(ws, data.schema, current)
             version = train_candidate(ws, name, data, reason=reason, schema=features.schema)
             out[name] = Candidate(model=name, candidate_version=version.version_id,
@@ -59,11 +59,19 @@ def train_candidates(ws: Workspace, models: list[str], data: TrainingData, reaso
     return out
 
 
-def check_production_compatible(ws: Workspace, model_name: str, production=CURRENT) -> None:
-    """The production version's features must still exist with the same type."""
+def check_production_compatible(ws: Workspace, model_name: str, production=CURRENT,
+                                task: str | None = None) -> None:
+    """The production version's features must still exist with the same type, and its
+    target must still be of the same task (a change of task is an error, not a retrain)."""
     production = ws.registry.production_of(model_name, production)
-    if production is not None:
-        ws.store.schema(expected=Schema.from_dict(production.feature_schema))
+    if production is None:
+        return
+    if task is not None and production.task != task:
+        raise DataValidationError(ws.settings.data.target, (
+            f"task changed: {production.version_id} was trained for a {production.task} "
+            f"target, the data is now {task}; a model keeps its task (train a new model "
+            "under another name for the new one)"))
+    ws.store.schema(expected=Schema.from_dict(production.feature_schema))
 
 
 def train_candidate(ws: Workspace, model_name: str, data: TrainingData,
@@ -75,10 +83,10 @@ def train_candidate(ws: Workspace, model_name: str, data: TrainingData,
     schema = schema or data.schema
     log.info("training %s (%s) on %d rows", model_name, cfg.kind, data.train.height)
     model = fit_model(cfg.kind, cfg.params, data.train, schema, target, cfg.seed,
-                      EstimatorSource.of(ws.settings, model_name))
-    y, _ = encode_target(data.holdout.get_column(target), model.classes)
-    holdout_proba = model.predict_proba(data.holdout)
-    metrics = compute_metrics(y, holdout_proba)
+                      EstimatorSource.of(ws.settings, model_name), data.task)
+    y, _ = encode_target(data.holdout.get_column(target), model.classes, model.task)
+    holdout_proba = model.predict_scores(data.holdout)
+    metrics = compute_metrics(y, holdout_proba, task=model.task)
     version = ws.registry.register_version(
         model_name=model_name, model=model, train_start=data.window.start,
         train_end=data.window.end, holdout_start=data.holdout_window.start,

@@ -4,10 +4,14 @@ time into train and holdout."""
 from __future__ import annotations
 
 import logging
+from typing import Iterable
 
 import polars as pl
 
 from retrain.data import Schema, Window, fingerprint, temporal_split, validate_frame
+from retrain.errors import DataValidationError
+from retrain.registry import ModelVersion
+from retrain.tasks import Task, check_target, infer_task
 from retrain.drift.profile import ReferenceProfile, window_profile
 from retrain.workspace import Workspace
 
@@ -22,12 +26,13 @@ class TrainingData:
     """
 
     __slots__ = ("window", "schema", "train", "holdout", "fingerprint", "timestamp",
-                 "rows_without_timestamp", "_window_profile")
+                 "rows_without_timestamp", "task", "_window_profile")
 
     def __init__(self, window: Window, schema: Schema, train: pl.DataFrame,
                  holdout: pl.DataFrame, fingerprint: str, timestamp: str,
-                 rows_without_timestamp: int = 0):
+                 rows_without_timestamp: int = 0, task: Task = "binary"):
         self.rows_without_timestamp = rows_without_timestamp
+        self.task = task
         self.window = window
         self.schema = schema
         self.train = train
@@ -42,7 +47,7 @@ class TrainingData:
         schema = schema or self.schema
         if schema not in self._window_profile:
             self._window_profile[schema] = window_profile(ws, self.window.start,
-                                                          self.window.end, schema)
+                                                          self.window.end, schema, self.task)
         return self._window_profile[schema]
 
     @property
@@ -54,11 +59,28 @@ class TrainingData:
         return {"window": self.window.as_dict(), "train_rows": self.train.height,
                 "holdout_rows": self.holdout.height, "holdout": self.holdout_window.as_dict(),
                 "features": list(self.schema.features), "fingerprint": self.fingerprint,
-                "rows_without_timestamp": self.rows_without_timestamp}
+                "rows_without_timestamp": self.rows_without_timestamp, "task": self.task}
 
 
-def load_training_data(ws: Workspace) -> TrainingData:
-    """The newest window per ``[training] window``, validated, split by time.
+def target_task(ws: Workspace, labels: pl.Series,
+                production: Iterable[ModelVersion | None] = ()) -> Task:
+    """The task of the target: ``[data] task``, else the one the production versions were
+    trained for, else inferred from ``labels``."""
+    configured = ws.settings.data.task
+    if configured is not None:
+        return configured
+    stored = sorted({v.task for v in production if v is not None})
+    if len(stored) > 1:
+        raise DataValidationError(labels.name, f"the production versions were trained for "
+                                  f"different tasks ({', '.join(stored)}); set [data] task")
+    return stored[0] if stored else infer_task(labels)
+
+
+def load_training_data(ws: Workspace, production: dict[str, ModelVersion | None] | None = None
+                       ) -> TrainingData:
+    """The newest window per ``[training] window``, validated, split by time. ``production``:
+    the production versions of the run's models (they fix the task when ``[data] task`` does
+    not).
 
     Raises ``DataValidationError`` before anything is trained or registered.
     """
@@ -68,14 +90,16 @@ def load_training_data(ws: Workspace) -> TrainingData:
     window = ws.store.training_window(cfg.training)
     columns = list(dict.fromkeys([ts, target, *schema.features]))
     df = ws.store.rows(window.start, window.end).select(columns).sort(ts).collect()
-    validate_frame(df, schema, target=target, what="training", require_two_classes=True)
+    validate_frame(df, schema, target=None, what="training")
+    task = target_task(ws, df.get_column(target), (production or {}).values())
+    check_target(df.get_column(target), task, "training")
     train, holdout = temporal_split(df, ts, cfg.training.holdout_fraction)
-    validate_frame(train, schema, target=target, what="training (before the holdout)",
-                   require_two_classes=True)
-    validate_frame(holdout, schema, target=target, what="holdout", require_two_classes=True)
+    for part, what in ((train, "training (before the holdout)"), (holdout, "holdout")):
+        validate_frame(part, schema, target=None, what=what)
+        check_target(part.get_column(target), task, what)
     data = TrainingData(window, schema, train, holdout, fingerprint(df), ts,
-                        ws.store.report.rows_without_timestamp)
-    log.info("training window %s .. %s: %d rows for training, %d held out (newest %.0f%%)",
-             window.start, window.end, train.height, holdout.height,
-             100 * cfg.training.holdout_fraction)
+                        ws.store.report.rows_without_timestamp, task)
+    log.info("training window %s .. %s: %d rows for training, %d held out (newest %.0f%%), "
+             "%s target", window.start, window.end, train.height, holdout.height,
+             100 * cfg.training.holdout_fraction, task)
     return data

@@ -17,10 +17,11 @@ from retrain.registry.tables import Feedback, PredictionLog
 
 
 def live_outcomes(registry: Registry, model_name: str, version_id: str,
-                  since: datetime | None = None, limit: int | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """``(labels, probabilities)`` of ``version_id``'s predictions since ``since`` that have a
-    labeled outcome, newest first up to ``limit``.
+                  since: datetime | None = None, limit: int | None = None,
+                  task: str = "binary") -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, scores)`` of ``version_id``'s predictions since ``since`` that have a
+    labeled outcome, newest first up to ``limit``: binary, the positive class's probability;
+    regression, the predicted value and the true one.
 
     A request counts once, with the version's first prediction for its id (earliest ``at``,
     then first logged), even when the id was predicted again. Its label is its latest
@@ -46,10 +47,11 @@ def live_outcomes(registry: Registry, model_name: str, version_id: str,
                      f2.c.label.is_not(None),
                      or_(f2.c.model_name.is_(None), f2.c.model_name == p.c.model_name))
               .scalar_subquery())
-    query = (select(f.c.label, p.c.probability)
+    scored = p.c.prediction if task == "regression" else p.c.probability
+    query = (select(f.c.label, scored)
              .select_from(p.join(f, and_(f.c.request_id == p.c.request_id, f.c.id == latest)))
              .where(p.c.model_name == model_name, p.c.version_id == version_id,
-                    p.c.probability.is_not(None), p.c.id == first)
+                    scored.is_not(None), p.c.id == first)
              .order_by(p.c.at.desc(), p.c.id.desc()))
     if since is not None:
         query = query.where(p.c.at >= since)
@@ -60,4 +62,6 @@ def live_outcomes(registry: Registry, model_name: str, version_id: str,
     if not rows:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
     data = np.asarray(rows, dtype=np.float64)
+    if task == "regression":
+        return data[:, 0], data[:, 1]
     return (data[:, 0] == 1.0).astype(np.int64), data[:, 1]

@@ -57,8 +57,9 @@ def check_performance(ws: Workspace, model_name: str, production=CURRENT) -> Per
     that small samples produce by chance does not retrain.
     """
     triggers = ws.settings.triggers
-    metric = ws.settings.promotion.metric
     production = ws.registry.production_of(model_name, production)
+    metric = ws.settings.promotion.metric_for(production.task if production else
+                                              ws.settings.data.task or "binary")
 
     def untriggered(note: str, **known) -> PerformanceCheck:
         return PerformanceCheck(model=model_name, triggered=False, metric=metric, note=note, **known)
@@ -73,9 +74,9 @@ def check_performance(ws: Workspace, model_name: str, production=CURRENT) -> Per
         if isinstance(outcomes, str):
             return untriggered(outcomes)
     y, proba, source = outcomes
-    if len(set(y.tolist())) < 2:
+    if production.task != "regression" and len(set(y.tolist())) < 2:
         return untriggered(f"the labeled rows ({source}) have one class", rows=len(y), source=source)
-    current = compute_metrics(y, proba)[metric]
+    current = compute_metrics(y, proba, task=production.task)[metric]
     baseline = production.metrics[metric]
     drop = float(relative_drop(metric, baseline, current))
     profile = load_profile(ws, production)
@@ -111,17 +112,21 @@ def _store_outcomes(ws: Workspace, production) -> tuple[np.ndarray, np.ndarray, 
         return "no new labeled rows"
     model = ws.registry.load(production)
     target = ws.settings.data.target
-    validate_frame(new, model.preprocessing.schema, target=target, what="performance")
-    y, _ = encode_target(new.get_column(target), model.classes)
-    return y, model.predict_proba(new), "feature store"
+    validate_frame(new, model.preprocessing.schema, target=target, what="performance",
+                   task=model.task)
+    y, _ = encode_target(new.get_column(target), model.classes, model.task)
+    return y, model.predict_scores(new), "feature store"
 
 
 def _live_outcomes(ws: Workspace, production) -> tuple[np.ndarray, np.ndarray, str] | str:
     """The production version's served predictions that have a label since its promotion,
     or why they are not enough (fewer than ``performance_min_live_outcomes``)."""
     needed = ws.settings.triggers.performance_min_live_outcomes
+    if production.task == "multiclass":
+        return "live feedback is judged for binary and regression targets only"
     y, proba = live_outcomes(ws.registry, production.model_name, production.version_id,
-                             since=production.promoted_at, limit=BOOTSTRAP_MAX_ROWS)
+                             since=production.promoted_at, limit=BOOTSTRAP_MAX_ROWS,
+                             task=production.task)
     if len(y) < needed:
         return (f"{len(y)} live outcomes of {production.version_id} since its promotion "
                 f"(need {needed})")

@@ -29,7 +29,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_defaults(tmp_path):
     s = load_config(write(tmp_path, MINIMAL), env={})
     assert s.triggers.volume_threshold == 1000
-    assert s.promotion.metric == "roc_auc"
+    assert s.promotion.metric is None and s.promotion.metric_for("binary") == "roc_auc"
     assert s.promotion.min_relative_improvement == 0.05
     assert s.training.window == "90d"
     assert s.registry_url == f"sqlite:///{tmp_path}/.retrain/registry.db"

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from uuid import UUID
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -217,6 +218,86 @@ def test_bootstrap_then_drift_then_skip(pipeline, client, make_workspace, drift_
 
 
 # The daily drift check ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_a_multiclass_and_a_regression_workspace_run_end_to_end(pipeline, client, make_workspace,
+                                                                drift_month, task, tmp_path):
+    """Bootstrap, then a drifted month, then promotion, through the Prefect pipeline; the
+    versions, metrics, label and prediction drift, `retrain predict` and the prediction
+    service all speak the task."""
+    from retrain.stats.metrics import DEFAULT_METRIC, METRICS_BY_TASK
+    ws = make_workspace(task=task)
+    config = ws.settings.base_dir / "retrain.toml"
+    metric = DEFAULT_METRIC[task]
+
+    run1, doc1 = run_flow(pipeline, config=str(config))
+    assert {n: m["decision"] for n, m in doc1["models"].items()} == dict.fromkeys(MODELS, "bootstrapped")
+    assert doc1["data"]["task"] == task
+    drift_month(ws)
+    run2, doc2 = run_flow(pipeline, config=str(config), reason="schedule")
+    assert_nested(client, run2, RETRAIN_STEPS)
+    assert doc2["triggers"]["drift"]["detected"] is True
+    registry = Workspace.open(config).registry
+    for name, entry in doc2["models"].items():
+        assert entry["metric"] == metric and entry["decision"] == "promoted", entry
+        assert set(entry["metrics"]["candidate"]) == set(METRICS_BY_TASK[task])
+        assert entry["relative_improvement"] > 0.05
+        assert [(v.version_id, v.status, v.task) for v in registry.versions(name)] == [
+            (f"{name}-v1", "archived", task), (f"{name}-v2", "production", task)]
+        # The label's drift is judged as the task's kind of column: class counts or values.
+        label = doc2["triggers"]["drift"]["models"][name]["label_drift"]
+        kinds = {row["kind"] for row in label["table"]}
+        assert kinds == ({"numeric"} if task == "regression" else {"categorical"})
+        prediction = doc2["triggers"]["drift"]["models"][name]["prediction_drift"]
+        assert prediction["table"], prediction
+    summary = artifact(client, "retrain-summary-lightgbm", subflow_runs(client, run2)[
+        "send-notifications"].id).data
+    assert f"{metric} **(primary)**" in summary
+
+    rows = pl.read_parquet(sorted((ws.settings.base_dir / "data").glob("*.parquet"))[-1]).head(25)
+    target = ws.settings.data.target
+    scoring = tmp_path / "score.parquet"
+    rows.drop(target).write_parquet(scoring)
+    out = tmp_path / "scored.parquet"
+    cli = subprocess.run([sys.executable, "-m", "retrain.cli", "predict", "lightgbm", str(scoring),
+                          "--output", str(out), "--config", str(config)],
+                         capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr
+    scored = pl.read_parquet(out)
+    model = registry.load(registry.production_version("lightgbm"))
+    if task == "regression":
+        assert "probability" not in scored.columns
+        assert scored["prediction"].to_list() == pytest.approx(
+            model.predict_scores(rows).tolist(), rel=1e-12)
+    else:
+        assert [f"probability_{c}" for c in model.classes] == [
+            c for c in scored.columns if c.startswith("probability_")]
+        assert set(scored["prediction"].to_list()) <= set(model.classes)
+
+    from serving import AUTH, client_for
+    features = {k: v for k, v in rows.row(0, named=True).items()
+                if k not in ("application_id", "applied_at", target)}
+    with client_for(Workspace.open(config)) as api:
+        answer = api.post("/predict/lightgbm", json={"request_id": "t-1", "features": features},
+                          headers=AUTH).json()
+        expected = model.predict_scores(rows.head(1))
+        if task == "regression":
+            assert answer["probability"] is None and "probabilities" not in answer
+            assert answer["prediction"] == pytest.approx(float(expected[0]), rel=1e-12)
+            ok = api.post("/feedback", json={"request_id": "t-1", "label": 1234.5,
+                                             "model": "lightgbm"}, headers=AUTH)
+        else:
+            assert set(answer["probabilities"]) == {str(c) for c in model.classes}
+            best = int(np.argmax(expected[0]))
+            assert answer["prediction"] == model.classes[best]
+            assert answer["probability"] == pytest.approx(float(expected[0][best]), rel=1e-12)
+            ok = api.post("/feedback", json={"request_id": "t-1", "label": len(model.classes) - 1,
+                                             "model": "lightgbm"}, headers=AUTH)
+            bad = api.post("/feedback", json={"request_id": "t-1", "label": len(model.classes),
+                                              "model": "lightgbm"}, headers=AUTH)
+            assert bad.status_code == 422 and "position in the model's classes" in bad.text
+        assert ok.status_code == 202, ok.text
+
 
 def test_drift_check_announces_what_needs_retraining_and_changes_nothing(
         pipeline, client, make_workspace, drift_month):

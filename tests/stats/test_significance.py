@@ -64,7 +64,7 @@ def test_lower_is_better_metrics_are_oriented_as_improvement():
 
 
 def _evaluation(y, champion, challenger, policy: PromotionConfig, all_metrics: bool = True) -> dict:
-    metric = policy.metric
+    metric = policy.metric_for("binary")
     if all_metrics:
         cand, prod = compute_metrics(y, challenger), compute_metrics(y, champion)
     else:

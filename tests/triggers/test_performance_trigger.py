@@ -8,7 +8,7 @@ import pytest
 
 from retrain.demo import generate_month
 from retrain.stats.bootstrap import drop_interval, relative_drop, weighted_metric
-from retrain.stats.metrics import METRICS, metric_value
+from retrain.stats.metrics import METRICS_BY_TASK, metric_value
 from retrain.pipeline import run_pipeline
 from retrain.triggers import check_performance
 
@@ -22,14 +22,29 @@ def scored(rng: np.random.Generator, n: int, signal: float) -> tuple[np.ndarray,
     return y, np.round(proba, 2)  # rounded: ties, as real scores have
 
 
-@pytest.mark.parametrize("metric", METRICS)
-def test_metrics_on_a_resample_equal_the_metric_on_repeated_rows(metric):
+def scored_for(task: str, rng: np.random.Generator, n: int):
+    """Labels and scores of ``task``: probabilities of three classes (ties included), or
+    predicted values of a regression target."""
+    if task == "binary":
+        return scored(rng, n, 0.8)
+    if task == "multiclass":
+        y = rng.integers(0, 3, n)
+        logits = rng.normal(size=(n, 3)) + 1.5 * np.eye(3)[y]
+        proba = np.round(np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True), 2)
+        return y, proba
+    y = rng.normal(10, 3, n)
+    return y, np.round(y + rng.normal(0, 1, n), 1)
+
+
+@pytest.mark.parametrize("task, metric", [(t, m) for t, names in METRICS_BY_TASK.items()
+                                          for m in names])
+def test_metrics_on_a_resample_equal_the_metric_on_repeated_rows(task, metric):
     rng = np.random.default_rng(0)
-    y, proba = scored(rng, 300, 0.8)
+    y, proba = scored_for(task, rng, 300)
     counts = rng.multinomial(300, np.full(300, 1 / 300), size=3)
     ours = weighted_metric(metric, y, proba, counts)
     for row, value in zip(counts, ours):
-        expected = metric_value(metric, np.repeat(y, row), np.repeat(proba, row))
+        expected = metric_value(metric, np.repeat(y, row), np.repeat(proba, row, axis=0))
         assert value == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
