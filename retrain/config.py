@@ -121,6 +121,7 @@ class ModelConfig(_Section):
     params: dict[str, Any] = Field(default_factory=dict)
     seed: int = Field(default=42, ge=0, le=2**32 - 1)
     require_approval: bool | None = None  # None: use [promotion] require_approval
+    dataset: str | None = None  # a [datasets.<name>] section; None: the [data] section
     # kind = "sklearn": the estimator's class by import path, or a function of the user's
     # (the workspace folder is importable) that returns an unfitted estimator.
     estimator: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
@@ -353,8 +354,16 @@ class ServeConfig(_Section):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
 
+DEFAULT_DATASET = "data"  # the [data] section's name, as a dataset
+
+
 class Settings(_Section):
-    data: DataConfig
+    # The dataset of every model that names none; optional when each model names one of
+    # `datasets`.
+    data: DataConfig | None = None
+    # More datasets, [datasets.<name>], each with the keys of [data]; a model takes one with
+    # [models.<m>] dataset = "<name>".
+    datasets: dict[str, DataConfig] = Field(default_factory=dict)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     models: dict[str, ModelConfig]
     triggers: TriggersConfig = Field(default_factory=TriggersConfig)
@@ -376,6 +385,21 @@ class Settings(_Section):
         for name in self.models:
             if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
                 raise ValueError(f"model name {name!r} may use only letters, digits, '_', '-', '.'")
+        if DEFAULT_DATASET in self.datasets:
+            raise ValueError(f"[datasets.{DEFAULT_DATASET}]: the name is the [data] section's; "
+                             "choose another")
+        for name in self.datasets:
+            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+                raise ValueError(f"dataset name {name!r} may use only letters, digits, '_', '-', '.'")
+        for name, model in self.models.items():
+            if model.dataset is None and self.data is None:
+                raise ValueError(f"[models.{name}] names no dataset and there is no [data] "
+                                 "section: add one, or set dataset = \"<name>\" of a "
+                                 "[datasets.<name>] section")
+            if model.dataset is not None and model.dataset not in self.datasets:
+                known = ", ".join(self.datasets) or "none"
+                raise ValueError(f"[models.{name}] dataset: no [datasets.{model.dataset}] "
+                                 f"section (datasets: {known})")
         # Mail may be sent from a worker whose working directory is elsewhere: like every other
         # path in the file, the CA file is taken relative to the file's folder.
         ca_file = self.notifications.smtp_ca_file
@@ -407,6 +431,27 @@ class Settings(_Section):
     def data_source(self) -> str:
         src = self.data.source
         return src if "://" in src else str(self.resolve(src))
+
+    @property
+    def data_sources(self) -> list[str]:
+        """Where every dataset's files are."""
+        return [self.for_dataset(name).data_source for name in self.dataset_names]
+
+    # Datasets ------------------------------------------------------------------------------
+    @property
+    def dataset_names(self) -> list[str]:
+        """The datasets the models use, ``[data]``'s first."""
+        used = {self.dataset_of(m) for m in self.models}
+        return [d for d in [DEFAULT_DATASET, *self.datasets] if d in used]
+
+    def dataset_of(self, model_name: str) -> str:
+        return self.models[model_name].dataset or DEFAULT_DATASET
+
+    def for_dataset(self, name: str) -> "Settings":
+        """These settings with ``[data]`` being the dataset ``name``."""
+        if name == DEFAULT_DATASET:
+            return self
+        return self.model_copy(update={"data": self.datasets[name]})
 
     @property
     def model_names(self) -> list[str]:

@@ -16,7 +16,7 @@ from retrain.evaluation.results import Evaluation
 from retrain.pipeline.context import RunContext
 from retrain.promotion.results import Decision
 from retrain.training.candidates import Candidate
-from retrain.training.data import TrainingData
+from retrain.training.data import TrainingSets
 from retrain.triggers.report import TriggerReport
 from retrain.triggers.volume import VolumeCheck
 
@@ -87,12 +87,13 @@ def skipped(context: RunContext, reasons: dict[str, str], triggers: TriggerRepor
 
 
 def registered(context: RunContext, candidates: dict[str, Candidate], plan,
-               data: TrainingData) -> None:
+               data: TrainingSets) -> None:
     for name, candidate in candidates.items():
         if candidate.candidate_version:
-            emit("retrain.model.registered", name, {**candidate.to_dict(), "model": name,
-                                                    "reason": context.reason,
-                                                    "data": data.summary()})
+            emit("retrain.model.registered", name, {
+                **candidate.to_dict(), "model": name, "reason": context.reason,
+                "dataset": context.workspace.settings.dataset_of(name),
+                "data": data.of_model(name).summary()})
 
 
 def decided(context: RunContext, decisions: dict[str, Decision],

@@ -33,16 +33,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                       "cannot score them (send null for a missing value)")
     if args.output:
         dest = Path(args.output)
-        if _in_feature_store(ws, dest):
+        inside = _in_feature_store(ws, dest)
+        if inside:
             raise RetrainError(f"--output {dest} is inside the feature store "
-                               f"({ws.settings.data_source}); its rows would become training data")
+                               f"({inside}); its rows would become training data")
     else:
         dest = src.with_name(f"{src.stem}.predictions{suffix}")
         if _in_feature_store(ws, dest):
             # Next to a feature-store file the predictions would be read back as training data.
             dest = ws.settings.resolve("predictions") / dest.name
-            if _in_feature_store(ws, dest):
-                raise RetrainError(f"{src} is in the feature store ({ws.settings.data_source}); "
+            inside = _in_feature_store(ws, dest)
+            if inside:
+                raise RetrainError(f"{src} is in the feature store ({inside}); "
                                    "choose where the predictions go with --output")
             dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.suffix.lower() not in (".csv", ".parquet"):
@@ -74,17 +76,20 @@ def prediction_columns(model, df) -> list:
                           for j, c in enumerate(model.classes))]
 
 
-def _in_feature_store(ws, path: Path) -> bool:
-    """Whether a file written at ``path`` would be read as part of the feature store."""
+def _in_feature_store(ws, path: Path) -> str | None:
+    """The dataset source whose files a file written at ``path`` would join, or None."""
     import fnmatch
-    source = ws.settings.data_source
-    if "://" in source:
-        return False
     target = path.resolve()
-    root = Path(source)
-    if root.is_dir():
-        return target.is_relative_to(root.resolve())
-    return fnmatch.fnmatch(str(target), source) or fnmatch.fnmatch(str(path), source)
+    for source in ws.settings.data_sources:
+        if "://" in source:
+            continue
+        root = Path(source)
+        if root.is_dir():
+            if target.is_relative_to(root.resolve()):
+                return source
+        elif fnmatch.fnmatch(str(target), source) or fnmatch.fnmatch(str(path), source):
+            return source
+    return None
 
 
 def register(sub, workspace_options: argparse.ArgumentParser) -> None:

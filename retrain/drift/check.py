@@ -112,6 +112,7 @@ def load_profile(ws: Workspace, version: ModelVersion) -> ReferenceProfile | Non
 
 def recompute_profile(ws: Workspace, version: ModelVersion, model=None) -> ReferenceProfile:
     """What the stored profile would hold, from the feature store (for older versions)."""
+    ws = ws.for_model(version.model_name)
     schema = Schema.from_dict(version.feature_schema)
     profile = window_profile(ws, version.train_start, version.train_end, schema, version.task)
     if version.holdout_start is None:
@@ -180,6 +181,7 @@ def check_drift(ws: Workspace, model_name: str, cache: dict[tuple, Any] | None =
     profiles and reads the reference window. ``production``: the model's production version
     as the run read it (default: now).
     """
+    ws = ws.for_model(model_name)
     cfg = ws.settings.drift
     production = ws.registry.production_of(model_name, production)
     if production is None:
@@ -193,8 +195,8 @@ def check_drift(ws: Workspace, model_name: str, cache: dict[tuple, Any] | None =
     current = sample_rows(current, cfg.max_rows)
 
     profile, source = reference_profile(ws, production, use_profile)
-    key = (production.train_start, production.train_end, schema.features, schema.categorical,
-           source)
+    key = (ws.dataset, production.train_start, production.train_end, schema.features,
+           schema.categorical, source)
     shared = None if cache is None else cache.get(key)
     if shared is None:
         features = detect_drift(profile, current, schema, cfg)

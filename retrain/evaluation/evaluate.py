@@ -21,7 +21,7 @@ from retrain.reporting.evaluation import evaluation_line
 from retrain.stats.metrics import compute_metrics, relative_improvement
 from retrain.stats.paired import improvement_interval
 from retrain.training.candidates import Candidate
-from retrain.training.data import TrainingData
+from retrain.training.data import TrainingData, TrainingSets
 from retrain.workspace import Workspace
 
 log = logging.getLogger("retrain")
@@ -55,7 +55,7 @@ def aligned_scores(model: TrainedModel, rows, classes: list) -> np.ndarray:
     return out
 
 
-def evaluate_candidate(ws: Workspace, candidate: ModelVersion, data: TrainingData,
+def evaluate_candidate(ws: Workspace, candidate: ModelVersion, data: TrainingData | TrainingSets,
                        production=CURRENT) -> Evaluation:
     """Metrics of candidate and production on ``data.holdout``, and the relative improvement.
 
@@ -63,6 +63,7 @@ def evaluate_candidate(ws: Workspace, candidate: ModelVersion, data: TrainingDat
     models as stored, not of objects in memory. ``production``: the version to compare with
     (default: the model's production version now).
     """
+    ws, data = ws.for_model(candidate.model_name), data.of_model(candidate.model_name)
     policy = ws.settings.promotion
     target = ws.settings.data.target
     holdout = data.holdout
@@ -102,7 +103,8 @@ def evaluate_candidate(ws: Workspace, candidate: ModelVersion, data: TrainingDat
     return evaluation
 
 
-def evaluate_candidates(ws: Workspace, candidates: dict[str, Candidate | dict], data: TrainingData,
+def evaluate_candidates(ws: Workspace, candidates: dict[str, Candidate | dict],
+                        data: TrainingData | TrainingSets,
                         production: dict[str, ModelVersion | None] | None = None
                         ) -> dict[str, Evaluation]:
     """``evaluate_candidate`` for each model that has a candidate (``Candidate`` records or

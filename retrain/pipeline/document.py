@@ -64,7 +64,10 @@ class RunDocument(Record):
     finished_at: str
     triggers: Triggers
     retrained: bool
+    # The training window: of the [data] dataset, or of the only dataset trained on.
     data: DataSummary | None = None
+    # Every dataset's training window, by dataset name ("data" for the [data] section).
+    datasets: dict[str, DataSummary] = {}
     models: dict[str, ModelOutcome]
     success: bool
     # Candidates that an earlier run registered and stopped before deciding (its process was

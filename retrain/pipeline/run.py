@@ -12,12 +12,13 @@ check alone (drift and volume, nothing changed).
 
 from __future__ import annotations
 
+from retrain.config import DEFAULT_DATASET
 from retrain.pipeline import steps
 from retrain.pipeline.context import RunContext, utc_now_text
 from retrain.pipeline.document import DataSummary, ModelOutcome, RunDocument
 from retrain.pipeline.plan import RetrainPlan, plan_retraining
 from retrain.pipeline.runner import DirectRunner, Runner
-from retrain.training.data import TrainingData
+from retrain.training.data import TrainingSets
 from retrain.triggers.report import TriggerReport
 from retrain.workspace import Workspace
 
@@ -40,7 +41,7 @@ def run_pipeline(ws: Workspace, models: list[str] | str | None = None, *, force:
         if ctx.healthy:
             run(steps.skip_retrain, ctx, triggers)
     else:
-        data = run(steps.load_new_data, ctx)
+        data = run(steps.load_new_data, ctx, plan)
         candidates = run(steps.retrain_models, ctx, plan, data)
         evaluations = run(steps.evaluate_models, ctx, candidates, data)
         decisions = run(steps.deploy_models, ctx, evaluations)
@@ -60,7 +61,7 @@ def run_drift_check(ws: Workspace, models: list[str] | str | None = None, *,
 
 
 def run_document(ctx: RunContext, triggers: TriggerReport, plan: RetrainPlan,
-                 data: TrainingData | None = None, candidates: dict | None = None,
+                 data: TrainingSets | None = None, candidates: dict | None = None,
                  evaluations: dict | None = None, decisions: dict | None = None) -> RunDocument:
     """What the run found and decided, per model, with production as it is now."""
     candidates, evaluations, decisions = candidates or {}, evaluations or {}, decisions or {}
@@ -90,6 +91,17 @@ def run_document(ctx: RunContext, triggers: TriggerReport, plan: RetrainPlan,
     return RunDocument(
         reason=ctx.reason, forced=ctx.force, started_at=ctx.started_at, finished_at=utc_now_text(),
         triggers=triggers.summary(), retrained=bool(candidates),
-        data=None if data is None else DataSummary.from_dict(data.summary()), models=outcomes,
+        data=_default_data(data), models=outcomes,
+        datasets={} if data is None else {name: DataSummary.from_dict(window.summary())
+                                          for name, window in data.by_dataset.items()},
         success=not any(o.decision == "failed" for o in outcomes.values()),
         abandoned_candidates=list(ctx.abandoned))
+
+
+def _default_data(data: TrainingSets | None) -> DataSummary | None:
+    """The document's ``data``: the ``[data]`` dataset's window, or the only one trained on."""
+    if data is None or not data.by_dataset:
+        return None
+    window = data.by_dataset.get(DEFAULT_DATASET) or (
+        next(iter(data.by_dataset.values())) if len(data.by_dataset) == 1 else None)
+    return None if window is None else DataSummary.from_dict(window.summary())

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from retrain.config import DEFAULT_DATASET
 from retrain.evaluation.evaluate import evaluate_candidates
 from retrain.pipeline.run import run_pipeline
 from retrain.training.candidates import train_candidates
-from retrain.training.data import TrainingData, load_training_data
+from retrain.training.data import TrainingSets, load_training_sets
 from retrain.workspace import Workspace
 
 
@@ -17,24 +18,27 @@ class AutomatedRetrainingPipeline:
 
     def __init__(self, config=None, workspace: Workspace | None = None):
         self.workspace = workspace or Workspace.open(config)
-        self._data: TrainingData | None = None
+        self._data: TrainingSets | None = None
 
     def retrain_all_models(self, models: list[str] | None = None, reason: str = "manual") -> dict[str, Any]:
         """Train one candidate per model on the current training window and register it."""
         ws = self.workspace
         names = ws.model_names(models)
-        self._data = load_training_data(ws)
+        self._data = load_training_sets(ws, names)
         trained = train_candidates(ws, names, self._data, reason)
+        windows = {d: w.summary() for d, w in self._data.by_dataset.items()}
         return {"success": all(t.error is None for t in trained.values()),
                 "models": {n: t.to_dict() for n, t in trained.items()},
-                "data": self._data.summary()}
+                "data": windows.get(DEFAULT_DATASET) or next(iter(windows.values())),
+                "datasets": windows}
 
     def evaluate_new_models(self, results: dict[str, Any]) -> dict[str, Any]:
         """Compare each new candidate with its production version on the same holdout."""
-        data = self._data or load_training_data(self.workspace)
+        data = self._data or load_training_sets(self.workspace, list(results["models"]))
         evaluations = evaluate_candidates(self.workspace, results["models"], data)
         return {"summary": {"models_evaluated": len(evaluations),
-                            "metric": self.workspace.settings.promotion.metric_for(data.task)},
+                            "metric": ", ".join(sorted({e.metric for e in evaluations.values()}))
+                            or self.workspace.settings.promotion.metric_for("binary")},
                 "models": {n: e.to_dict() for n, e in evaluations.items()}}
 
     def run(self, models: list[str] | None = None, force: bool = False, reason: str = "manual",

@@ -24,7 +24,7 @@ from retrain.promotion.results import Decision
 from retrain.promotion.switch import finish_interrupted
 from retrain.reporting.run import run_summary_text
 from retrain.training.candidates import Candidate, train_candidates
-from retrain.training.data import TrainingData, load_training_data
+from retrain.training.data import TrainingSets, load_training_sets
 from retrain.triggers.performance import PerformanceCheck
 from retrain.triggers.performance import check_performance as check_model_performance
 from retrain.triggers.report import TriggerReport
@@ -124,14 +124,15 @@ def skip_retrain(context: RunContext, triggers: TriggerReport) -> dict[str, str]
 
 
 @step("load-new-data", kind="task")
-def load_new_data(context: RunContext) -> TrainingData:
-    """The validated training window, split by time into train and holdout."""
-    return load_training_data(context.workspace, context.production)
+def load_new_data(context: RunContext, plan: RetrainPlan) -> TrainingSets:
+    """The validated training window of each dataset the models to retrain use, split by time
+    into train and holdout (each dataset read once)."""
+    return load_training_sets(context.workspace, plan.to_train, context.production)
 
 
 @step("retrain-models")
 def retrain_models(context: RunContext, plan: RetrainPlan,
-                   data: TrainingData) -> dict[str, Candidate]:
+                   data: TrainingSets) -> dict[str, Candidate]:
     """Train and register one candidate per model that needs it; one model's failure does not
     stop the others."""
     log.info("retraining %s", ", ".join(f"{n} ({plan.trigger(n)})" for n in plan.to_train))
@@ -141,7 +142,7 @@ def retrain_models(context: RunContext, plan: RetrainPlan,
 
 @step("evaluate-models")
 def evaluate_models(context: RunContext, candidates: dict[str, Candidate],
-                    data: TrainingData) -> dict[str, Evaluation]:
+                    data: TrainingSets) -> dict[str, Evaluation]:
     """Compare each candidate with production on the same holdout."""
     out = {}
     for name, candidate in candidates.items():

@@ -15,7 +15,7 @@ from retrain.records import Record
 from retrain.registry import ModelVersion
 from retrain.registry.rules import CURRENT
 from retrain.stats.metrics import compute_metrics
-from retrain.training.data import TrainingData
+from retrain.training.data import TrainingData, TrainingSets
 from retrain.training.features import candidate_features
 from retrain.workspace import Workspace
 
@@ -34,22 +34,24 @@ class Candidate(Record):
     new_columns_ignored: list[str] = []  # new columns it leaves out
 
 
-def train_candidates(ws: Workspace, models: list[str], data: TrainingData, reason: str = "",
-                     production: dict[str, ModelVersion | None] | None = None
+def train_candidates(ws: Workspace, models: list[str], data: TrainingData | TrainingSets,
+                     reason: str = "", production: dict[str, ModelVersion | None] | None = None
                      ) -> dict[str, Candidate]:
-    """One candidate per model, trained on ``data`` and registered; ``production``: each
-    model's production version as the run read it (default: now)."""
+    """One candidate per model, trained on its dataset's window (``data``) and registered;
+    ``production``: each model's production version as the run read it (default: now)."""
     for name in models:  # every model's parameters before any training starts
         cfg = ws.settings.models[name]
         validate_params(cfg.kind, cfg.params, cfg.seed, f"[models.{name}] params",
-                        EstimatorSource.of(ws.settings, name), data.task)
+                        EstimatorSource.of(ws.settings, name), data.of_model(name).task)
     out: dict[str, Candidate] = {}
     for name in models:
+        window = data.of_model(name)
+        view = ws.for_model(name)
         try:
             current = ws.registry.production_of(name, (production or {}).get(name, CURRENT))
-            check_production_compatible(ws, name, current, data.task)
-            features = candidate_features(ws, data.schema, current)
-            version = train_candidate(ws, name, data, reason=reason, schema=features.schema)
+            check_production_compatible(view, name, current, window.task)
+            features = candidate_features(view, window.schema, current)
+            version = train_candidate(view, name, window, reason=reason, schema=features.schema)
             out[name] = Candidate(model=name, candidate_version=version.version_id,
                                   metrics=version.metrics, features_added=list(features.added),
                                   new_columns_ignored=list(features.ignored))

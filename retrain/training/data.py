@@ -50,6 +50,10 @@ class TrainingData:
                                                           self.window.end, schema, self.task)
         return self._window_profile[schema]
 
+    def of_model(self, model_name: str) -> "TrainingData":
+        """The window ``model_name`` trains on (``TrainingSets`` has one per dataset)."""
+        return self
+
     @property
     def holdout_window(self) -> Window:
         ts = self.holdout.get_column(self.timestamp)
@@ -60,6 +64,35 @@ class TrainingData:
                 "holdout_rows": self.holdout.height, "holdout": self.holdout_window.as_dict(),
                 "features": list(self.schema.features), "fingerprint": self.fingerprint,
                 "rows_without_timestamp": self.rows_without_timestamp, "task": self.task}
+
+
+class TrainingSets:
+    """The training window of each dataset a run trains on, and which models train on each.
+    Slotted, like ``TrainingData``."""
+
+    __slots__ = ("by_dataset", "_dataset_of")
+
+    def __init__(self, by_dataset: dict[str, TrainingData], dataset_of: dict[str, str]):
+        self.by_dataset = by_dataset
+        self._dataset_of = dataset_of
+
+    def of_model(self, model_name: str) -> TrainingData:
+        return self.by_dataset[self._dataset_of[model_name]]
+
+    def models(self, dataset: str) -> list[str]:
+        return [m for m, d in self._dataset_of.items() if d == dataset]
+
+
+def load_training_sets(ws: Workspace, models: list[str],
+                       production: dict[str, ModelVersion | None] | None = None) -> TrainingSets:
+    """``load_training_data`` once per dataset that ``models`` train on."""
+    production = production or {}
+    by_dataset, dataset_of = {}, {}
+    for dataset, names in ws.datasets_of(models).items():
+        by_dataset[dataset] = load_training_data(
+            ws.for_dataset(dataset), {m: production.get(m) for m in names})
+        dataset_of.update(dict.fromkeys(names, dataset))
+    return TrainingSets(by_dataset, dataset_of)
 
 
 def target_task(ws: Workspace, labels: pl.Series,

@@ -56,6 +56,7 @@ def check_performance(ws: Workspace, model_name: str, production=CURRENT) -> Per
     bootstrap interval of the drop (``performance_confidence``) lies above zero, so a drop
     that small samples produce by chance does not retrain.
     """
+    ws = ws.for_model(model_name)
     triggers = ws.settings.triggers
     production = ws.registry.production_of(model_name, production)
     metric = ws.settings.promotion.metric_for(production.task if production else

@@ -27,6 +27,7 @@ class VolumeCheck(Record):
 def check_volume(ws: Workspace, model_name: str, production=CURRENT) -> VolumeCheck:
     """Labeled rows newer than the production training window vs ``volume_threshold``.
     ``production``: the model's production version as the run read it (default: now)."""
+    ws = ws.for_model(model_name)
     threshold = ws.settings.triggers.volume_threshold
     production = ws.registry.production_of(model_name, production)
     since = production.train_end if production else None

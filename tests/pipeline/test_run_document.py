@@ -59,7 +59,8 @@ def test_the_schema_rejects_what_the_document_never_has(documents):
 def test_the_keys_people_depend_on_stay(documents):
     first, second, third = (d.to_dict() for d in documents)
     assert set(first) == {"reason", "forced", "started_at", "finished_at", "triggers",
-                          "retrained", "data", "models", "success", "abandoned_candidates"}
+                          "retrained", "data", "datasets", "models", "success",
+                          "abandoned_candidates"}
     assert "performance" not in first["triggers"] and "performance" in second["triggers"]
     entry = second["models"]["lightgbm"]
     assert {"production_version_before", "production_version_after", "candidate_version",
