@@ -39,7 +39,7 @@ DEFAULT_METRIC_OF_TASK = {"binary": "roc_auc", "multiclass": "roc_auc_ovr", "reg
 # The per-request metrics of A/B tests, by task (retrain.experiments.store computes them).
 AB_METRICS_OF_TASK = {
     "binary": ("accuracy", "brier", "log_loss", "reward"),
-    "multiclass": ("accuracy", "reward"),
+    "multiclass": ("accuracy", "log_loss", "reward"),
     "regression": ("squared_error", "absolute_error", "reward"),
 }
 MAX_DAYS = 36_500  # a hundred years: the longest window or margin a duration may name

@@ -73,7 +73,8 @@ def take_look(registry: Registry, experiment: Experiment, config: ABTestConfig,
     whole test by default) with the experiment's current split.
     """
     requests = store.request_counts(registry, experiment.id)
-    sums = store.outcome_sums(registry, experiment.id, experiment.metric)
+    task = registry.get_version(experiment.version_a).task
+    sums = store.outcome_sums(registry, experiment.id, experiment.metric, task)
     arms = {v: ArmSummary.from_sums(*sums[v]) for v in ("A", "B")}
     result = msprt(arms["A"], arms["B"], alpha=config.alpha,
                    mixture_variance=config.mixture_variance,

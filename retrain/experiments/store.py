@@ -23,7 +23,8 @@ from retrain.registry.tables import (ACTIVE_EXPERIMENT_STATUSES, VARIANTS, Audit
                                      Experiment, Feedback, ModelVersion, PredictionLog, utcnow)
 
 _PREDICTION_REQUIRED = ("request_id", "model_name", "version_id", "variant", "prediction")
-_PREDICTION_KEYS = frozenset(_PREDICTION_REQUIRED + ("experiment_id", "probability", "at"))
+_PREDICTION_KEYS = frozenset(_PREDICTION_REQUIRED + ("experiment_id", "probability",
+                                                     "probabilities", "at"))
 _FEEDBACK_KEYS = frozenset(("request_id", "model_name", "label", "reward", "at"))
 _EPS = 1e-15  # log loss clips probabilities like retrain.stats.metrics does
 
@@ -95,7 +96,23 @@ def prediction_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                     "variant": variant,
                     "experiment_id": _text(row, "experiment_id", i, 250, required=False),
                     "prediction": _number(row, "prediction", i),
-                    "probability": probability, "at": _timestamp(row, i)})
+                    "probability": probability, "probabilities": _probabilities(row, i),
+                    "at": _timestamp(row, i)})
+    return out
+
+
+def _probabilities(row: Mapping[str, Any], i: int) -> list[float] | None:
+    """A multiclass prediction's probability of each class, or None."""
+    values = row.get("probabilities")
+    if values is None:
+        return None
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise DataValidationError("probabilities", f"row {i}: expected a list of numbers, got "
+                                  f"{str(values)[:80]}") from None
+    if not out or any(not 0.0 <= v <= 1.0 for v in out):
+        raise DataValidationError("probabilities", f"row {i}: expected values in [0, 1]")
     return out
 
 
@@ -311,7 +328,21 @@ def _metric_value(metric: str, p, f):
     raise ValueError(f"unknown metric {metric!r}")
 
 
-def outcome_sums(registry: Registry, experiment_id: str, metric: str
+def _log_loss_sums(rows) -> dict[str, tuple[int, float, float]]:
+    """Per variant ``(outcomes, sum, sum of squares)`` of -log(probability of the true class)."""
+    sums = {"A": [0, 0.0, 0.0], "B": [0, 0.0, 0.0]}
+    for variant, label, probabilities in rows:
+        code = int(label)
+        p = probabilities[code] if 0 <= code < len(probabilities) else 0.0
+        loss = -math.log(min(max(p, _EPS), 1 - _EPS))
+        entry = sums.setdefault(variant, [0, 0.0, 0.0])
+        entry[0] += 1
+        entry[1] += loss
+        entry[2] += loss * loss
+    return {v: (n, total, total_sq) for v, (n, total, total_sq) in sums.items()}
+
+
+def outcome_sums(registry: Registry, experiment_id: str, metric: str, task: str = "binary"
                  ) -> dict[str, tuple[int, float, float]]:
     """Per variant: ``(outcomes, sum, sum of squares)`` of the per-request metric.
 
@@ -320,28 +351,40 @@ def outcome_sums(registry: Registry, experiment_id: str, metric: str
     latest feedback row sent at or after that prediction that carries what the metric needs
     (a corrected label replaces the first one). Feedback sent before the prediction (e.g.
     during an earlier experiment that used the same request id) and feedback naming another
-    model are ignored.
+    model are ignored. A multiclass model's log loss is the probability its prediction gave
+    the class that was fed back (its position in the model's classes).
     """
     logged = PredictionLog.__table__
     f = Feedback.__table__
     f2 = Feedback.__table__.alias("f2")
     # Each request's predictions in this experiment, numbered: 1 is the first.
     p = (select(logged.c.request_id, logged.c.model_name, logged.c.variant, logged.c.prediction,
-                logged.c.probability, logged.c.at,
+                logged.c.probability, logged.c.probabilities, logged.c.at,
                 func.row_number().over(partition_by=logged.c.request_id,
                                        order_by=(logged.c.at, logged.c.id)).label("nth"))
          .where(logged.c.experiment_id == experiment_id)
          .subquery("p"))
-    value, needs, prediction_needs = _metric_value(metric, p, f)
+    multiclass_loss = task == "multiclass" and metric == "log_loss"
+    if multiclass_loss:  # the class's probability is picked in Python: any database's JSON
+        value, needs, prediction_needs = None, [f.c.label.is_not(None)], [
+            p.c.probabilities.is_not(None)]
+    else:
+        value, needs, prediction_needs = _metric_value(metric, p, f)
     needs_latest = (f2.c.reward if metric == "reward" else f2.c.label).is_not(None)
     latest = (select(func.max(f2.c.id))
               .where(f2.c.request_id == p.c.request_id, f2.c.at >= p.c.at,
                      or_(f2.c.model_name.is_(None), f2.c.model_name == p.c.model_name),
                      needs_latest)
               .scalar_subquery())
+    joined = p.join(f, and_(f.c.request_id == p.c.request_id, f.c.id == latest))
+    if multiclass_loss:
+        query = (select(p.c.variant, f.c.label, p.c.probabilities).select_from(joined)
+                 .where(p.c.nth == 1, *needs, *prediction_needs))
+        with registry.reading() as s:
+            return _log_loss_sums(s.connection().execute(query).all())
     query = (select(p.c.variant, func.count(), func.coalesce(func.sum(value), 0.0),
                     func.coalesce(func.sum(value * value), 0.0))
-             .select_from(p.join(f, and_(f.c.request_id == p.c.request_id, f.c.id == latest)))
+             .select_from(joined)
              .where(p.c.nth == 1, *needs, *prediction_needs)
              .group_by(p.c.variant))
     with registry.reading() as s:

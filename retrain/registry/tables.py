@@ -191,8 +191,10 @@ class PredictionLog(SQLModel, table=True):
     version_id: str = Field(max_length=250)
     variant: str = Field(max_length=20)
     experiment_id: str | None = Field(default=None, max_length=250)
-    prediction: float
+    prediction: float  # the value, the class (binary) or its position in the classes
     probability: float | None = None
+    # Multiclass: each class's probability, in the model's class order.
+    probabilities: list[float] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     at: NaiveDatetime = Field(default_factory=utcnow, index=True)
 
 

@@ -206,7 +206,8 @@ class PredictionService:
             "version_id": route.version_id, "variant": route.variant,
             "experiment_id": route.experiment_id,
             "prediction": _as_number(label, predictor.classes, predictor.task),
-            "probability": probability, "at": _utcnow()})
+            "probability": probability, "at": _utcnow(),
+            "probabilities": None if probabilities is None else list(probabilities.values())})
         return Prediction(request_id, loaded.model_name, route.version_id, route.variant,
                           _plain(label), probability, probabilities)
 

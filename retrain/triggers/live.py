@@ -21,7 +21,8 @@ def live_outcomes(registry: Registry, model_name: str, version_id: str,
                   task: str = "binary") -> tuple[np.ndarray, np.ndarray]:
     """``(labels, scores)`` of ``version_id``'s predictions since ``since`` that have a
     labeled outcome, newest first up to ``limit``: binary, the positive class's probability;
-    regression, the predicted value and the true one.
+    multiclass, each class's probability and the true class's position; regression, the
+    predicted value and the true one.
 
     A request counts once, with the version's first prediction for its id (earliest ``at``,
     then first logged), even when the id was predicted again. Its label is its latest
@@ -47,7 +48,8 @@ def live_outcomes(registry: Registry, model_name: str, version_id: str,
                      f2.c.label.is_not(None),
                      or_(f2.c.model_name.is_(None), f2.c.model_name == p.c.model_name))
               .scalar_subquery())
-    scored = p.c.prediction if task == "regression" else p.c.probability
+    scored = {"regression": p.c.prediction, "multiclass": p.c.probabilities}.get(
+        task, p.c.probability)
     query = (select(f.c.label, scored)
              .select_from(p.join(f, and_(f.c.request_id == p.c.request_id, f.c.id == latest)))
              .where(p.c.model_name == model_name, p.c.version_id == version_id,
@@ -61,6 +63,9 @@ def live_outcomes(registry: Registry, model_name: str, version_id: str,
         rows = s.connection().execute(query).all()
     if not rows:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+    if task == "multiclass":
+        return (np.asarray([int(label) for label, _ in rows], dtype=np.int64),
+                np.asarray([probabilities for _, probabilities in rows], dtype=np.float64))
     data = np.asarray(rows, dtype=np.float64)
     if task == "regression":
         return data[:, 0], data[:, 1]

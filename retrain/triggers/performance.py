@@ -123,8 +123,6 @@ def _live_outcomes(ws: Workspace, production) -> tuple[np.ndarray, np.ndarray, s
     """The production version's served predictions that have a label since its promotion,
     or why they are not enough (fewer than ``performance_min_live_outcomes``)."""
     needed = ws.settings.triggers.performance_min_live_outcomes
-    if production.task == "multiclass":
-        return "live feedback is judged for binary and regression targets only"
     y, proba = live_outcomes(ws.registry, production.model_name, production.version_id,
                              since=production.promoted_at, limit=BOOTSTRAP_MAX_ROWS,
                              task=production.task)

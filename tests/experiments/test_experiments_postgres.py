@@ -37,7 +37,7 @@ def pg_workspace(make_workspace, monkeypatch):
 def test_ab_test_and_rollout_on_postgresql(pg_workspace):
     ws = pg_workspace
     engine = db.make_engine(ws.registry.url)
-    assert db.current_revision(engine) == db.head_revision() == "0006"
+    assert db.current_revision(engine) == db.head_revision() == "0007"
     manager = ABTestingManager(workspace=ws, cache_seconds=0)
 
     test = manager.create_ab_test(MODEL, "production", "2", metric="log_loss", now=T0)
