@@ -193,6 +193,10 @@ class PromotionConfig(_Section):
     # The primary metric; unset: the task's default (roc_auc, roc_auc_ovr, rmse).
     metric: Metric | None = None
     min_relative_improvement: float = Field(default=0.05, ge=0)
+    # What "5% better" is relative to for a metric bounded by 1 (roc_auc, accuracy, f1, r2,
+    # ...): "error", its shortfall from 1 (so a good model can still be beaten); "metric", the
+    # metric itself. Lower-is-better metrics are a relative reduction either way.
+    improvement_basis: Literal["error", "metric"] = "error"
     # Also require the paired interval of (challenger - champion) to lie above zero.
     require_significance: bool = True
     confidence: float = Field(default=0.95, gt=0.5, lt=1)

@@ -107,7 +107,9 @@ def decided(context: RunContext, decisions: dict[str, Decision],
             continue
         evaluation = evaluations[name]
         payload = {**decision.to_dict(), "metric": evaluation.metric,
-                   "metrics": evaluation.metrics.to_dict(), "threshold": threshold}
+                   "metrics": evaluation.metrics.to_dict(), "threshold": threshold,
+                   "improvement_basis": evaluation.improvement_basis,
+                   "metric_difference": evaluation.metric_difference}
         if decision.decision == "rolled-back":  # the same keys as rollback-model's event
             payload.update(production_version=decision.production_version_before,
                            rolled_back_from=decision.version_id)

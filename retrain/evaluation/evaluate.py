@@ -73,13 +73,15 @@ def evaluate_candidate(ws: Workspace, candidate: ModelVersion, data: TrainingDat
     candidate_proba = model.predict_scores(holdout)
     candidate_metrics = compute_metrics(y, candidate_proba, task=model.task)
     production = ws.registry.production_of(candidate.model_name, production)
-    production_metrics = improvement = interval = None
+    production_metrics = improvement = interval = difference = None
     guardrails: dict[str, Guardrail] = {}
     if production is not None:
         prod_model = ws.registry.load(production)
         production_proba = aligned_scores(prod_model, holdout, model.classes)
         production_metrics = compute_metrics(y, production_proba, task=model.task)
-        improvement = relative_improvement(metric, candidate_metrics[metric], production_metrics[metric])
+        improvement = relative_improvement(metric, candidate_metrics[metric],
+                                           production_metrics[metric], policy.improvement_basis)
+        difference = candidate_metrics[metric] - production_metrics[metric]
         interval = improvement_interval(
             y, production_proba, candidate_proba, metric, method=policy.interval_method,
             confidence=policy.confidence, samples=policy.bootstrap_samples)
@@ -90,7 +92,8 @@ def evaluate_candidate(ws: Workspace, candidate: ModelVersion, data: TrainingDat
         model=candidate.model_name, candidate_version=candidate.version_id,
         production_version=production.version_id if production else None, metric=metric,
         metrics=MetricPair(candidate=candidate_metrics, production=production_metrics),
-        relative_improvement=improvement, interval=interval, guardrails=guardrails,
+        relative_improvement=improvement, improvement_basis=policy.improvement_basis,
+        metric_difference=difference, interval=interval, guardrails=guardrails,
         holdout=Holdout(**data.holdout_window.as_dict(), rows=holdout.height),
         smoke_sample=write_smoke_sample(
             ws, candidate, list(model.preprocessing.schema.features), holdout, candidate_proba),

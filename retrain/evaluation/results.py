@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from retrain.records import Record
+from retrain.stats.metrics import BOUNDED_BY_ONE
 
 
 class MetricPair(Record):
@@ -57,13 +60,22 @@ class Evaluation(Record):
     production_version: str | None = None
     metric: str
     metrics: MetricPair
-    relative_improvement: float | None = None
+    relative_improvement: float | None = None  # on improvement_basis
+    improvement_basis: Literal["error", "metric"] = "metric"
+    # candidate - production on the primary metric (positive: a higher value)
+    metric_difference: float | None = None
     interval: Interval | None = None
     guardrails: dict[str, Guardrail] = {}
     holdout: Holdout | None = None
     smoke_sample: SmokeSample | None = None
     # Features the candidate has and production has not: its clients must send them too.
     features_added: list[str] = []
+
+    def basis_words(self) -> str:
+        """How the relative improvement was taken, when it is not of the metric itself."""
+        if self.improvement_basis == "error" and self.metric in BOUNDED_BY_ONE:
+            return " of the shortfall from 1"
+        return ""
 
     @property
     def candidate_metric(self) -> float:

@@ -47,7 +47,9 @@ class ModelOutcome(Record):
     trigger: str | None = None  # why it was retrained: "bootstrap", "drift, volume", "forced"
     metric: str | None = None
     metrics: MetricPair = MetricPair()
-    relative_improvement: float | None = None
+    relative_improvement: float | None = None  # on improvement_basis
+    improvement_basis: Literal["error", "metric"] | None = None
+    metric_difference: float | None = None  # candidate - production on the primary metric
     # New columns of the data: taken by the candidate ([data] new_columns = "include"), or
     # left out (the default, "ignore").
     features_added: list[str] = []

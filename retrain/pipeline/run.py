@@ -85,6 +85,8 @@ def run_document(ctx: RunContext, triggers: TriggerReport, plan: RetrainPlan,
             ev = evaluations[name]
             outcome.candidate_version, outcome.metrics = ev.candidate_version, ev.metrics
             outcome.relative_improvement, outcome.metric = ev.relative_improvement, ev.metric
+            outcome.improvement_basis = ev.improvement_basis
+            outcome.metric_difference = ev.metric_difference
         if name in decisions:
             outcome.decision, outcome.reason = decisions[name].decision, decisions[name].reason
         outcomes[name] = outcome

@@ -41,6 +41,8 @@ def apply_decision(ws: Workspace, evaluation: Evaluation | Mapping[str, Any],
         reason += (f"; new features {', '.join(ev.features_added)} (clients of the prediction "
                    "service must send them)")
     details = {"metric": ev.metric, "relative_improvement": ev.relative_improvement,
+               "improvement_basis": ev.improvement_basis,
+               "metric_difference": ev.metric_difference,
                "threshold": threshold, "metrics": ev.metrics.to_dict(),
                "interval": None if ev.interval is None else ev.interval.to_dict(),
                "guardrails": {m: g.to_dict() for m, g in ev.guardrails.items()}}

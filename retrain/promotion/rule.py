@@ -24,7 +24,7 @@ def decide(evaluation: Evaluation | Mapping[str, Any], policy: PromotionConfig,
         return "bootstrapped", "no production version: the first version becomes production"
     improvement = ev.relative_improvement
     comparison = (f"{ev.metric} {ev.candidate_metric:.4f} vs {ev.production_metric:.4f} in "
-                  f"production: {improvement:+.2%} (needs {threshold:+.2%})")
+                  f"production: {improvement:+.2%}{ev.basis_words()} (needs {threshold:+.2%})")
     if improvement < threshold:
         return "rejected", comparison
     interval = ev.interval

@@ -75,11 +75,14 @@ def metric_rows(entry: "ModelOutcome") -> list[dict[str, Any]]:
     rows = []
     for metric in candidate:  # the task's metrics, in their order
         prod = production.get(metric) if production else None
-        rel = relative_improvement(metric, candidate[metric], prod) if prod else None
+        basis = entry.improvement_basis or "metric"
+        rel = relative_improvement(metric, candidate[metric], prod, basis) if prod else None
         rows.append({"metric": metric, "primary": metric == entry.metric,
                      "candidate": round(candidate[metric], 4),
                      "production": None if prod is None else round(prod, 4),
-                     "relative_improvement": None if rel is None else round(rel, 4)})
+                     "difference": None if prod is None else round(candidate[metric] - prod, 4),
+                     "relative_improvement": None if rel is None else round(rel, 4),
+                     "improvement_basis": basis})
     return rows
 
 
@@ -100,9 +103,11 @@ def model_summary_markdown(document: "RunDocument", name: str,
     rows = metric_rows(entry)
     if rows:
         lines += ["## Evaluation: candidate vs production on the same holdout", "",
-                  markdown_table(["metric", "candidate", "production", "relative improvement"],
+                  markdown_table(["metric", "candidate", "production", "difference",
+                                  f"relative improvement (on the {rows[0]['improvement_basis']})"],
                                  [[r["metric"] + (" **(primary)**" if r["primary"] else ""),
                                    _fmt(r["candidate"]), _fmt(r["production"]),
+                                   _fmt(r["difference"], "{:+.4f}"),
                                    _fmt(r["relative_improvement"], "{:+.2%}")] for r in rows]),
                   ""]
     lines += ["## Decision", "", markdown_table(DECISION_HEADERS, decision_rows(

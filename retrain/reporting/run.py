@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from retrain.reporting.tables import markdown_table, text_table
+from retrain.stats.metrics import BOUNDED_BY_ONE
 
 if TYPE_CHECKING:
     from retrain.pipeline.document import RunDocument
@@ -19,18 +20,22 @@ def _pct(value: float | None) -> str:
 
 
 DECISION_HEADERS = ["model", "trigger", "production before", "candidate", "candidate metric",
-                    "production", "improvement", "decision", "production now"]
+                    "production", "difference", "improvement", "decision", "production now"]
 
 
 def decision_rows(document: "RunDocument") -> list[list[Any]]:
     rows = []
     for name, m in document.models.items():
-        metric = m.metric or "roc_auc"
+        metric = m.metric or "-"
         cand = (m.metrics.candidate or {}).get(metric)
         prod = (m.metrics.production or {}).get(metric)
+        improvement = _pct(m.relative_improvement)
+        if m.improvement_basis == "error" and metric in BOUNDED_BY_ONE and improvement != "-":
+            improvement += " of error"
         rows.append([name, m.trigger or "-", m.production_version_before or "-",
                      m.candidate_version or "-", f"{metric} {_metric(cand)}",
-                     _metric(prod), _pct(m.relative_improvement), m.decision.upper(),
+                     _metric(prod), "-" if m.metric_difference is None
+                     else f"{m.metric_difference:+.4f}", improvement, m.decision.upper(),
                      m.production_version_after or "-"])
     return rows
 

@@ -30,6 +30,10 @@ METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
 DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "roc_auc_ovr", "regression": "rmse"}
 METRICS = tuple(dict.fromkeys(m for names in METRICS_BY_TASK.values() for m in names))
 LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae", "mape"})
+# Higher-is-better metrics whose best value is 1: their error is the shortfall 1 - value.
+BOUNDED_BY_ONE = frozenset({"roc_auc", "accuracy", "precision", "recall", "f1", "r2",
+                            "macro_f1", "roc_auc_ovr"})
+IMPROVEMENT_BASES = ("error", "metric")
 EPS = 1e-15  # probabilities are clipped to [EPS, 1 - EPS] before a logarithm
 MAPE_EPS = float(np.finfo(np.float64).eps)  # scikit-learn's floor for |y| in MAPE
 
@@ -145,13 +149,23 @@ def compute_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float = 0
     return {m: metric_value(m, y_true, scores, threshold) for m in METRICS_BY_TASK[task]}
 
 
-def relative_improvement(metric: str, candidate: float, production: float) -> float:
+def relative_improvement(metric: str, candidate: float, production: float,
+                         basis: str = "metric") -> float:
     """How much better the candidate is, relative to production.
 
-    For a higher-is-better metric, ``(candidate - production) / production``; for a
-    lower-is-better one (log_loss, brier, rmse, mae, mape), the relative reduction
-    ``(production - candidate) / production``.
+    ``basis="metric"``: for a higher-is-better metric, ``(candidate - production) /
+    production``. ``basis="error"``: for a metric bounded by 1 (``BOUNDED_BY_ONE``), the
+    relative reduction of its shortfall from perfect, ``((1 - production) - (1 - candidate))
+    / (1 - production)``, which stays reachable near the ceiling (+5% of 0.953 is above 1; 5%
+    of its 0.047 shortfall is 0.0024). For a lower-is-better metric (log_loss, brier, rmse,
+    mae, mape) either basis is the relative reduction ``(production - candidate) /
+    production``.
     """
+    if basis == "error" and metric in BOUNDED_BY_ONE:
+        shortfall = 1.0 - production
+        if shortfall <= 0:  # production is perfect: nothing can be better
+            return 0.0 if candidate >= production else -math.inf
+        return (candidate - production) / shortfall
     if production == 0:
         return 0.0 if candidate == production else math.copysign(math.inf, (
             production - candidate) if metric in LOWER_IS_BETTER else (candidate - production))

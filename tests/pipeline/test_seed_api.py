@@ -158,7 +158,10 @@ def test_seed_examples_after_drift(in_workspace, drift_month, capsys):
         assert ev["production_version"] == f"{name}-v1"
         metric = ev["metric"]
         cand, prod = ev["metrics"]["candidate"][metric], ev["metrics"]["production"][metric]
-        assert ev["relative_improvement"] == pytest.approx((cand - prod) / prod)
+        # "5% better" of roc_auc is of its shortfall from 1 (improvement_basis = "error")
+        assert ev["improvement_basis"] == "error" and metric == "roc_auc"
+        assert ev["relative_improvement"] == pytest.approx((cand - prod) / (1 - prod))
+        assert ev["metric_difference"] == pytest.approx(cand - prod)
 
     ns["evaluation_results"] = evaluation
     ns = _run(MODEL_PROMOTION, ns)
