@@ -139,6 +139,10 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
     _manual("control-rollout", "experiments", "control_rollout",
             "Pause, resume or abort a model's rollout (abort: the candidate goes back to 0%; "
             "production stays)."),
+    _manual("backtest", "backtest", "backtest",
+            "Replay the feature store period by period under the retraining policies "
+            "(configured, never, always, oracle) against scratch registries and publish the "
+            "comparison; the workspace's registry is never touched."),
 )
 
 # The flows people and schedules start (a failing subflow fails its parent too); a new entry

@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from retrain.cli import drift, experiments, notify, pipeline, predict, registry, serve
+from retrain.cli import backtest, drift, experiments, notify, pipeline, predict, registry, serve
 from retrain.cli.orchestrator import Orchestrator
 from retrain.cli.output import setup_logging
 from retrain.errors import RetrainError
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     workspace_options.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (pipeline, registry, predict, notify, drift, experiments, serve):
+    for module in (pipeline, registry, predict, notify, drift, backtest, experiments, serve):
         module.register(sub, workspace_options)
     return parser
 

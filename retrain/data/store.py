@@ -91,6 +91,9 @@ class FeatureStore:
         # the training of one run read the same files, so their schemas are read once.
         self._scanned: tuple[tuple, pl.LazyFrame] | None = None
         self.report = ScanReport()  # of the last scan
+        # Rows stamped after this are not there yet (a backtest replays the store period by
+        # period); None: every row.
+        self.as_of: datetime | None = None
 
     # Reading --------------------------------------------------------------------------------
     def scan(self) -> pl.LazyFrame:
@@ -99,10 +102,11 @@ class FeatureStore:
         if not files:
             raise DataValidationError(None, f"no Parquet or CSV files found at {self.source}")
         stamp = tuple((f, (st := os.stat(f)).st_mtime_ns, st.st_size) for f in files)
-        if self._scanned is not None and self._scanned[0] == stamp:
-            return self._scanned[1]
-        frame = self._scan(files)
-        self._scanned = (stamp, frame)
+        if self._scanned is None or self._scanned[0] != stamp:
+            self._scanned = (stamp, self._scan(files))
+        frame = self._scanned[1]
+        if self.as_of is not None:
+            frame = frame.filter(pl.col(self.config.timestamp) <= self.as_of)
         return frame
 
     def _scan(self, files: list[str]) -> pl.LazyFrame:
