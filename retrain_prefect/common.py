@@ -11,8 +11,10 @@ from functools import lru_cache
 from typing import Iterable, Iterator
 
 from prefect.blocks.system import Secret
-from prefect.context import FlowRunContext, SettingsContext, TagsContext, get_settings_context
-from prefect.logging.handlers import PrefectConsoleHandler
+from prefect.context import (FlowRunContext, SettingsContext, TagsContext, get_run_context,
+                             get_settings_context)
+from prefect.exceptions import MissingContextError
+from prefect.logging.handlers import APILogHandler, PrefectConsoleHandler
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, Settings
 
 from retrain.config import find_config_path
@@ -30,6 +32,7 @@ def workspace(config: str | None) -> Workspace:
     Opened once per run and reused by its subflows; a changed file or environment override
     (a long-lived process that serves many runs) opens it afresh.
     """
+    library_logs_in_runs()  # again: a command line may have replaced the logger's handlers
     path = find_config_path(config)
     overrides = tuple(sorted((k, v) for k, v in os.environ.items()
                              if (k.startswith("RETRAIN_") and "__" in k) or k in _SEED_SETTING_NAMES))
@@ -112,6 +115,39 @@ def quiet_user_error_tracebacks() -> None:
         if isinstance(handler, PrefectConsoleHandler) and not any(
                 isinstance(f, _UserErrorTracebacks) for f in handler.filters):
             handler.addFilter(_UserErrorTracebacks())
+
+
+class _InARun(logging.Filter):
+    """Pass only records logged inside a flow or task run (the API has nowhere else to put
+    them; outside a run they stay on the console)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return get_run_context_or_none() is not None
+
+
+def get_run_context_or_none():
+    try:
+        return get_run_context()
+    except MissingContextError:
+        return None
+
+
+def library_logs_in_runs() -> None:
+    """The library's INFO lines (triggers with their numbers, each candidate, each decision and
+    why) in the logs of the run they happen in, wherever the run is (a worker, serve, the
+    temporary server): the ``retrain`` logger at INFO at least, and Prefect's API handler on
+    it unless ``PREFECT_LOGGING_EXTRA_LOGGERS`` put one there already. Its console output is
+    left as it is (the root logger's, or the command line's own handler)."""
+    logger = logging.getLogger("retrain")
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    if not any(isinstance(h, APILogHandler) for h in logger.handlers):
+        handler = APILogHandler()
+        handler.addFilter(_InARun())
+        logger.addHandler(handler)
+
+
+library_logs_in_runs()
 
 
 def notifier(ws: Workspace) -> NotificationService:

@@ -34,13 +34,16 @@ def artifact_key(kind: str, model: str) -> str:
 
 # Publishing ---------------------------------------------------------------------------------
 
-def publish_run(context: RunContext, reports: RunReports, document: RunDocument) -> None:
-    """The run's artifacts (the ``send-notifications`` step's publisher): a summary of all
-    models, and per model a summary, the candidate-vs-production metrics table and a link to
-    its report file."""
-    create_markdown_artifact(key=RUN_SUMMARY_KEY, markdown=run_summary_markdown(document),
-                             description="What the retraining run found and decided, all models")
+def publish_run(context: RunContext, reports: RunReports, document: RunDocument,
+                run_name: str | None = None) -> None:
+    """The pipeline run's artifacts, on its own page: a summary of all models, and per model
+    a summary, the candidate-vs-production metrics table and a link to its report file. Each
+    names the run it belongs to (its history spans runs)."""
     run_url = url_for("flow-run", obj_id=context.run_id) if context.run_id else None
+    of_run = f" (run {run_name or context.run_id or 'local'}{', ' + run_url if run_url else ''})"
+    create_markdown_artifact(key=RUN_SUMMARY_KEY, markdown=run_summary_markdown(document),
+                             description="What the retraining run found and decided, all "
+                                         "models" + of_run)
     for name, entry in document.models.items():
         files = reports.files[name]
         markdown_uri = Path(files.markdown).as_uri()
@@ -51,15 +54,16 @@ def publish_run(context: RunContext, reports: RunReports, document: RunDocument)
             links.append(("this run in Prefect", run_url))
         create_markdown_artifact(key=artifact_key("summary", name),
                                  markdown=model_summary_markdown(document, name, links),
-                                 description=f"{name}: triggers, evaluation and decision")
+                                 description=f"{name}: triggers, evaluation and decision{of_run}")
         rows = metric_rows(entry)
         if rows:
             create_table_artifact(key=artifact_key("metrics", name), table=rows,
                                   description=f"{name}: candidate {entry.candidate_version} vs "
-                                              f"production {entry.production_version_before or '-'}")
+                                              f"production {entry.production_version_before or '-'}"
+                                              f"{of_run}")
         create_link_artifact(key=artifact_key("report", name), link=markdown_uri,
                              link_text=f"{name} report ({document.reason}, {entry.decision})",
-                             description=f"Report file of {name} for this run")
+                             description=f"Report file of {name}{of_run}")
 
 
 def publish_checks(checks: TriggerReport) -> None:

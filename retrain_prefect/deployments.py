@@ -94,8 +94,8 @@ def _manual(flow: str, module: str, function: str, description: str) -> Deployme
 DEPLOYMENTS: tuple[Deployment, ...] = (
     Deployment(
         PIPELINE_FLOW, "monthly", "pipeline", "retraining_pipeline",
-        "Monthly retraining (R1): checks drift and volume, retrains, evaluates and promotes. "
-        "Also run by drift and volume events for the model they name (R2, R3).",
+        "Monthly retraining: checks drift and volume, retrains, evaluates and promotes. "
+        "Also run by drift and volume events for the model they name.",
         schedule="pipeline", parameters={"reason": "schedule"}, concurrency=(1, "ENQUEUE"),
         triggers=PIPELINE_TRIGGERS,
         comment="One pipeline run at a time; a run that finds the slot taken waits for it "

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import os
 
-# Every flow process: the library's progress reaches the run's logs on the dashboard.
-FLOW_ENV = {"PREFECT_LOGGING_EXTRA_LOGGERS": "retrain"}
+# Every flow process: the library's progress reaches the run's logs on the dashboard; its
+# lines outside a flow run (the command line between runs) stay on the console, without
+# Prefect warning about each.
+FLOW_ENV = {"PREFECT_LOGGING_EXTRA_LOGGERS": "retrain",
+            "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore"}
 # Processes that start flows themselves (the command line, deployments.serve).
 LOCAL_ENV = {**FLOW_ENV, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 

@@ -15,6 +15,7 @@ from typing import Any, Callable, TypeVar
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
 from retrain.pipeline.context import RunContext
 from retrain.pipeline.runner import StepInfo, step_info
@@ -49,12 +50,22 @@ def _prefect_object(info: StepInfo):
         if info.kind == "task":
             _wrapped[key] = task(name=info.name, description=info.summary, retries=info.retries,
                                  retry_delay_seconds=info.retry_delay_seconds,
-                                 cache_policy=NO_CACHE)(body)
+                                 cache_policy=NO_CACHE, task_run_name=info.name)(body)
         else:
             _wrapped[key] = flow(name=info.name, description=info.summary, retries=info.retries,
                                  retry_delay_seconds=info.retry_delay_seconds,
-                                 validate_parameters=False, log_prints=True)(body)
+                                 validate_parameters=False, log_prints=True,
+                                 flow_run_name=_run_name(info.name))(body)
     return _wrapped[key]
+
+
+def _run_name(step: str) -> Callable[[], str]:
+    """A subflow run's name: its step and the run's models (``check-drift · lightgbm,
+    random_forest``), not a random one."""
+    def name() -> str:
+        models = flow_run.parameters.get("models") or []
+        return f"{step} · {', '.join(models)}" if models else step
+    return name
 
 
 def _named(info: StepInfo) -> Callable[[list[str], str], Any]:

@@ -3,6 +3,7 @@ test server. Tests are grouped by stage in folders; helpers are in ``support/``.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -11,6 +12,9 @@ import pytest
 
 # Prefect must not phone home or lock the SQLite database from its telemetry thread.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# The library's progress at INFO, as a user who configures logging sees it (and as the
+# Prefect layer sets it): the log notification channel delivers only where INFO lines show.
+logging.getLogger("retrain").setLevel(logging.INFO)
 
 # Helpers the tests share (real servers, fixtures of one subject) live apart from the tests.
 SUPPORT = Path(__file__).resolve().parent / "support"

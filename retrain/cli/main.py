@@ -26,7 +26,9 @@ log = logging.getLogger("retrain")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="retrain", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="retrain", description="Retrain tabular models when their data changes, and watch, "
+        "compare, promote, serve and roll them out.")
     config_help = "path to retrain.toml (default: $RETRAIN_CONFIG or ./retrain.toml)"
     parser.add_argument("--config", help=config_help)
     # Also accepted after the command (`retrain models --config ws/retrain.toml`); SUPPRESS
@@ -56,6 +58,9 @@ def main(argv: list[str] | None = None, *, orchestrator: Orchestrator | None = N
     except RetrainError as exc:
         print(f"retrain: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `retrain models | head -1`: the reader has all it wanted
+        _discard_stdout()
+        return 0
     except OSError as exc:  # an unwritable --output, a missing folder: the user's to fix
         if args.verbose:
             raise
@@ -73,3 +78,12 @@ def main(argv: list[str] | None = None, *, orchestrator: Orchestrator | None = N
             os.environ["RETRAIN_CONFIG"] = saved_config
         log.handlers, log.propagate = saved_logging[0], saved_logging[2]
         log.setLevel(saved_logging[1])
+
+
+def _discard_stdout() -> None:
+    """What is left in stdout's buffer goes nowhere (flushing it at exit would raise again)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured in a test)
+        pass

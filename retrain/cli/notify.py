@@ -47,6 +47,10 @@ def cmd_notify(args: argparse.Namespace) -> int:
     if counts is not None:
         print(f"delivered {counts['sent']}, still pending {counts['retry'] + counts['skipped']}, "
               f"failed {counts['failed']}")
+    if service.channels() == ["log"]:
+        print("channels: log only (no [notifications] smtp_host with email_recipients, no "
+              "webhook_url): notices are lines of the retrain log, in the console or the run's "
+              "logs, and reach nobody else")
     print(text_table(["id", "created (UTC)", "kind", "channel", "status", "attempts", "subject", "last error"],
                      [[m.id, f"{m.created_at:%Y-%m-%d %H:%M:%S}", m.kind, m.channel, m.status,
                        m.attempts, m.subject[:60], (m.last_error or "")[:50]] for m in rows]))

@@ -16,6 +16,8 @@ def setup_logging(verbose: bool) -> None:
     """Progress lines of the ``retrain`` logger on stderr (stdout is for results)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s  %(message)s", "%H:%M:%S"))
+    # The run summary is printed on stdout by the command; not a second time on stderr.
+    handler.addFilter(lambda record: not getattr(record, "run_summary", False))
     log.handlers = [handler]
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     log.propagate = False

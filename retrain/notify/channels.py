@@ -102,5 +102,10 @@ def send_webhook(config: NotificationsConfig, message: Notification) -> None:
 
 
 def send_log(_config: NotificationsConfig, message: Notification) -> None:
+    """The ``retrain`` logger: the console of a command, the logs of the run inside a flow.
+    A logger that would drop the line (below INFO, or no handler anywhere) does not deliver."""
+    if not log.isEnabledFor(logging.INFO) or not log.hasHandlers():
+        raise DeliveryError("log: the 'retrain' logger shows no INFO lines here (nobody would "
+                            "see it); configure a channel in [notifications] or log at INFO")
     log.info("notification: %s", message.subject)
     log.debug("%s", message.body_text)

@@ -166,7 +166,8 @@ def deploy_models(context: RunContext, evaluations: dict[str, Evaluation]) -> di
 def send_notifications(context: RunContext, document: RunDocument) -> RunReports:
     """The drift alert (when drift was found), the run summary, and each model's report files."""
     text = run_summary_text(document)
-    log.info("retraining summary\n%s", text)
+    # In the run's logs; a console that prints the summary itself leaves this line out.
+    log.info("retraining summary\n%s", text, extra={"run_summary": True})
     notifier = context.service
     triggers = document.triggers
     drift = {name: d.to_dict() for name, d in triggers.drift.models.items()}

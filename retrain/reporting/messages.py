@@ -39,7 +39,8 @@ def _html(title: str, paragraphs: list[str], table: str = "") -> str:
 
 def pending_promotion(model: str, version: str, previous: str | None, reason: str,
                       candidate: dict | None = None, production: dict | None = None) -> Message:
-    subject = f"[retrain] {model}: {version} will replace {previous or 'nothing'} in production"
+    subject = (f"[retrain] {model}: {version} will replace {previous} in production" if previous
+               else f"[retrain] {model}: {version} will become the first production version")
     lines = [f"{version} is about to become the production version of {model} "
              f"(now: {previous or 'none'}).", f"Why: {reason}"]
     text_table, html_table = _metrics_table(candidate, production)
@@ -90,14 +91,26 @@ def rollback(model: str, version: str, rolled_back_from: str | None, reason: str
                    {"version_id": version, "rolled_back_from": rolled_back_from, "reason": reason})
 
 
+def _drift_by_model(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per model ``{detected, drifted_features, share}`` from what a caller has: that mapping,
+    one such dict, or the seed's ``should_retrain`` info (``{"models": {m: {"drift": ...}}}``)."""
+    models = results.get("models")
+    if isinstance(models, dict) and all(isinstance(e, dict) for e in models.values()):
+        found = {m: e["drift"] if isinstance(e.get("drift"), dict) else e for m, e in models.items()}
+        if all("detected" in r for r in found.values()):
+            return found
+    if results and all(isinstance(v, dict) and "detected" in v for v in results.values()):
+        return results
+    return {"data": results}
+
+
 def drift_alert(drift_results: dict[str, Any]) -> Message:
-    """``drift_results``: per model ``{detected, drifted_features, share, features?}``, or one
-    such dict."""
-    per_model = drift_results if all(isinstance(v, dict) and "detected" in v
-                                      for v in drift_results.values()) else {"data": drift_results}
+    """``drift_results``: per model ``{detected, drifted_features, share, features?}``, one
+    such dict, or the seed's ``should_retrain`` info."""
+    per_model = _drift_by_model(drift_results)
     drifted = {m: r for m, r in per_model.items() if r.get("detected")}
-    names = ", ".join(drifted) or "no model"
-    subject = f"[retrain] data drift detected for {names}"
+    subject = (f"[retrain] data drift detected for {', '.join(drifted)}" if drifted
+               else "[retrain] drift check: no drift detected")
     lines = []
     for model, r in per_model.items():
         feats = ", ".join(r.get("drifted_features", [])) or "none"

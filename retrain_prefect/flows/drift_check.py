@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
+from prefect import flow, tags
 from prefect.runtime import flow_run as current_run
 
 from retrain.pipeline.context import RunContext
 from retrain.pipeline.run import run_drift_check
 from retrain_prefect import dashboard, events
-from retrain_prefect.common import step_settings, tag_current_run, workspace
+from retrain_prefect.common import run_tags, step_settings, tag_current_run, workspace
 from retrain_prefect.runner import PrefectRunner
 
 PUBLISHERS = {"check-drift": events.checked_drift, "check-data-volume": events.checked_volume}
@@ -34,8 +34,9 @@ def drift_check(models: list[str] | None = None, config: str | None = None) -> d
     retraining as events."""
     ws = workspace(config)
     context = RunContext.open(ws, models, reason="schedule", announce=True)
-    tag_current_run([f"model:{n}" for n in context.models])
-    with step_settings():
+    labels = run_tags(context.models, "schedule")
+    tag_current_run(labels)
+    with tags(*labels), step_settings():
         checks = run_drift_check(ws, runner=PrefectRunner(PUBLISHERS), context=context)
     dashboard.publish_checks(checks)
     return {"drift": {n: c.as_dict() for n, c in checks.drift.items()},

@@ -28,7 +28,7 @@ from retrain_prefect.runner import PrefectRunner
 
 PUBLISHERS = {"check-drift": events.checked_drift, "check-data-volume": events.checked_volume,
               "skip-retrain": events.skipped, "retrain-models": events.registered,
-              "deploy-models": events.decided, "send-notifications": dashboard.publish_run}
+              "deploy-models": events.decided}
 
 
 def _run_name() -> str:
@@ -50,8 +50,13 @@ def retraining_pipeline(models: list[str] | None = None, force: bool = False,
         approver=prefect_approver(ws.settings.promotion.approval_timeout_hours))
     tag_current_run(run_tags(context.models, reason))
     # Subflows carry the run's tags; tasks do not (see retrain_prefect.common.untagged).
+    reports = {}  # the send-notifications step's files, published on this run's own page
+    publishers = {**PUBLISHERS,
+                  "send-notifications": lambda _context, files, _document: reports.update(files=files)}
     with tags(*run_tags(context.models, reason)), step_settings():
-        return run_pipeline(ws, runner=PrefectRunner(PUBLISHERS), context=context)
+        document = run_pipeline(ws, runner=PrefectRunner(publishers), context=context)
+    dashboard.publish_run(context, reports["files"], document, run_name=flow_run.name)
+    return document
 
 
 if __name__ == "__main__":

@@ -340,3 +340,41 @@ def test_the_message_id_is_a_pure_function_of_the_row(workspace):
         expected = message_id(s.get(Notification, row_id))
     assert first == second == expected
     assert expected.startswith(f"<retrain-{row_id}.") and expected.endswith("@retrain.local>")
+
+
+def test_a_drift_alert_of_the_seeds_should_retrain_info_names_the_drifted_models():
+    from retrain.reporting.messages import drift_alert
+    info = {"trigger_reason": "drift", "models_to_retrain": ["lightgbm"], "models": {
+        "lightgbm": {"reasons": ["drift"], "retrain": True,
+                     "drift": {"detected": True, "drifted_features": ["income"], "share": 0.4}},
+        "random_forest": {"reasons": [], "retrain": False,
+                          "drift": {"detected": False, "drifted_features": [], "share": 0.0}}}}
+    message = drift_alert(info)
+    assert message.subject == "[retrain] data drift detected for lightgbm"
+    assert "lightgbm: DRIFT" in message.text and "drifted: income" in message.text
+    assert drift_alert({"detected": False, "share": 0.0}).subject == \
+        "[retrain] drift check: no drift detected"
+
+
+def test_a_bootstrap_notice_says_it_is_the_first_production_version():
+    from retrain.reporting.messages import pending_promotion
+    assert pending_promotion("lightgbm", "lightgbm-v1", None, "bootstrap").subject == \
+        "[retrain] lightgbm: lightgbm-v1 will become the first production version"
+
+
+def test_the_log_channel_delivers_only_where_its_lines_show(workspace):
+    """A logger below INFO would drop the line: the notice stays pending, never `sent`."""
+    import logging
+    service = NotificationService(workspace=workspace)
+    assert service.channels() == ["log"]
+    logger = logging.getLogger("retrain")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        (quiet,) = service.send_rollback("lightgbm", "lightgbm-v1", "lightgbm-v2", "test")
+        (row,) = service.outbox.messages()
+        assert row.status == "pending" and "nobody would see it" in row.last_error
+    finally:
+        logger.setLevel(level)
+    service.flush(now=True)
+    assert {m.id: m.status for m in service.outbox.messages()}[quiet] == "sent"

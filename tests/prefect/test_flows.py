@@ -77,7 +77,12 @@ def task_run_names(client, flow_run_id: UUID) -> set[str]:
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
     runs = client.read_task_runs(task_run_filter=TaskRunFilter(
         flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id])))
-    return {r.name.rsplit("-", 1)[0] for r in runs}
+    return {r.name for r in runs}  # named after their step
+
+
+def _artifacts_of(flow_run_id: UUID):
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    return ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
 
 
 def artifact(client, key: str, flow_run_id: UUID):
@@ -87,6 +92,15 @@ def artifact(client, key: str, flow_run_id: UUID):
         key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
     assert len(found) == 1, f"expected one {key!r} artifact from flow run {flow_run_id}"
     return found[0]
+
+
+def run_logs(client, flow_run_id: UUID) -> list[str]:
+    """The messages of a flow run's logs, as the dashboard shows them (sent ones only)."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+    APILogWorker.drain_all(timeout=10)
+    logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    return [entry.message for entry in logs]
 
 
 def run_flow(flows, **parameters):
@@ -147,6 +161,16 @@ def test_bootstrap_then_drift_then_skip(pipeline, client, make_workspace, drift_
         assert decision_event.details["metrics"]["production"] is not None
 
     children = assert_nested(client, run2, RETRAIN_STEPS)
+    for name, run in children.items():  # named after their step and the run's models
+        assert run.name == f"{name} · random_forest, lightgbm", run.name
+    # The library's INFO lines are in each step's own run logs: the triggers with their
+    # numbers, each candidate, the evaluation and the decision with its reason.
+    logs = {name: run_logs(client, run.id) for name, run in children.items()}
+    assert any(line.startswith("drift lightgbm:") and "DETECTED" in line for line in logs["check-drift"])
+    assert any(line.startswith("volume lightgbm: 2000 new labeled rows") for line in logs["check-data-volume"])
+    assert any(line.startswith("training lightgbm (lightgbm)") for line in logs["retrain-models"])
+    assert any(line.startswith("evaluated lightgbm-v2: roc_auc") for line in logs["evaluate-models"])
+    assert any("lightgbm-v2" in line and "promot" in line for line in logs["deploy-models"])
     tags = {"reason:schedule", "model:lightgbm", "model:random_forest"}
     assert tags <= set(children["retrain-models"].tags)
     parent = client.read_flow_run(run2)
@@ -174,8 +198,11 @@ def test_bootstrap_then_drift_then_skip(pipeline, client, make_workspace, drift_
         assert event.payload["threshold"] == 0.05
         assert event.payload["metrics"]["production"]["roc_auc"] == entry["metrics"]["production"]["roc_auc"]
 
-    notifications = children["send-notifications"].id
+    # The run's artifacts are on the pipeline run's own page, each naming the run.
+    notifications = run2
+    assert not client.read_artifacts(artifact_filter=_artifacts_of(children["send-notifications"].id))
     summary = artifact(client, "retraining-summary", notifications)
+    assert parent.name in summary.description
     assert summary.type == "markdown"
     assert summary.data.startswith("# Retraining run: schedule")
     assert "drift:  DETECTED" in summary.data
@@ -250,8 +277,7 @@ def test_a_multiclass_and_a_regression_workspace_run_end_to_end(pipeline, client
         assert kinds == ({"numeric"} if task == "regression" else {"categorical"})
         prediction = doc2["triggers"]["drift"]["models"][name]["prediction_drift"]
         assert prediction["table"], prediction
-    summary = artifact(client, "retrain-summary-lightgbm", subflow_runs(client, run2)[
-        "send-notifications"].id).data
+    summary = artifact(client, "retrain-summary-lightgbm", run2).data
     assert f"{metric} **(primary)**" in summary
 
     rows = pl.read_parquet(sorted((ws.settings.base_dir / "data").glob("*.parquet"))[-1]).head(25)
@@ -316,6 +342,8 @@ def test_drift_check_announces_what_needs_retraining_and_changes_nothing(
 
     run_id = state.state_details.flow_run_id
     children = assert_nested(client, run_id, {"check-drift", "check-data-volume"})
+    for run in children.values():  # the drift check's steps are tagged like the pipeline's
+        assert {"model:lightgbm", "model:random_forest", "reason:schedule"} <= set(run.tags)
     detected = wait_for_events(client, "retrain.drift.detected", children["check-drift"].id, len(MODELS))
     assert sorted(e.resource.name for e in detected) == sorted(MODELS)
     assert all(e.payload["detected"] and e.payload["drifted_features"] for e in detected)
