@@ -17,6 +17,7 @@ from prefect.utilities.urls import url_for
 from retrain.pipeline.context import RunContext
 from retrain.pipeline.document import RunDocument
 from retrain.pipeline.report_files import RunReports
+from retrain.reporting.history import version_rows
 from retrain.reporting.model import (drift_markdown, drift_report_links, metric_rows,
                                      model_summary_markdown)
 from retrain.reporting.run import run_summary_markdown
@@ -49,6 +50,8 @@ def publish_run(context: RunContext, reports: RunReports, document: RunDocument,
         markdown_uri = Path(files.markdown).as_uri()
         links = [("report (markdown)", markdown_uri),
                  ("run document (JSON)", Path(files.json_document).as_uri()),
+                 *([("model history (HTML, plotly)", Path(files.history).as_uri())]
+                   if files.history else []),
                  *drift_report_links(document.triggers.drift.models[name])]
         if run_url:
             links.append(("this run in Prefect", run_url))
@@ -61,6 +64,9 @@ def publish_run(context: RunContext, reports: RunReports, document: RunDocument,
                                   description=f"{name}: candidate {entry.candidate_version} vs "
                                               f"production {entry.production_version_before or '-'}"
                                               f"{of_run}")
+        create_table_artifact(key=artifact_key("history", name),
+                              table=version_rows(context.workspace, name),
+                              description=f"{name}: its versions, their metrics and dates{of_run}")
         create_link_artifact(key=artifact_key("report", name), link=markdown_uri,
                              link_text=f"{name} report ({document.reason}, {entry.decision})",
                              description=f"Report file of {name}{of_run}")

@@ -1,8 +1,10 @@
-"""`retrain models`, `history`, `promote` and `rollback`: the registry from the command line."""
+"""`retrain models`, `history`, `report`, `promote` and `rollback`: the registry from the
+command line."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from retrain.cli.output import print_json
@@ -97,8 +99,31 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """The model's versions as a table; with ``--html``, its history page too."""
+    from retrain.errors import RegistryError
+    from retrain.pipeline.report_files import run_reports_dir
+    from retrain.reporting.history import version_rows, write_history_html
+    from retrain.reporting.tables import text_table
+    from retrain.workspace import Workspace
+    ws = Workspace.open(args.config)
+    ws.model_names([args.model])
+    rows = version_rows(ws, args.model)
+    if not rows:
+        raise RegistryError(f"no versions of {args.model!r} yet (run `retrain run`)")
+    if args.html:
+        write_history_html(ws, args.model, Path(args.html), run_reports_dir(ws, args.model))
+    if args.json:
+        print_json({"model": args.model, "versions": rows, "html": args.html})
+        return 0
+    print(text_table(list(rows[0]), [["-" if v is None else v for v in r.values()] for r in rows]))
+    if args.html:
+        print(f"\npage: {args.html}")
+    return 0
+
+
 def register(sub, workspace_options: argparse.ArgumentParser) -> None:
-    """Add `models`, `history`, `promote` and `rollback` to the `retrain` parser."""
+    """Add `models`, `history`, `report`, `promote` and `rollback` to the `retrain` parser."""
     p = sub.add_parser("models", parents=[workspace_options], help="registered models and their versions")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
@@ -107,6 +132,13 @@ def register(sub, workspace_options: argparse.ArgumentParser) -> None:
     p.add_argument("model")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("report", parents=[workspace_options],
+                       help="one model's versions; --html: its history page (metrics, drift, live, changes)")
+    p.add_argument("model")
+    p.add_argument("--html", metavar="PATH", help="write the history page (plotly) to PATH")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("promote", parents=[workspace_options], help="make a version production by hand")
     p.add_argument("version", help="version id, e.g. lightgbm-v3")

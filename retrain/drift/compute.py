@@ -71,6 +71,10 @@ class FeatureDrift:
     drifted: bool
     pvalue: float | None = None  # the p-value the bh / bonferroni rules use
     values: dict[str, float] = field(default_factory=dict)  # method -> value
+    # What decided it: the method, its value and the cut-off it was held to.
+    decided_by: str | None = None
+    statistic: float | None = None
+    cutoff: float | None = None
 
 
 @dataclass
@@ -109,6 +113,9 @@ class DriftReport:
         return [{"feature": f.feature, "kind": f.kind,
                  "psi": None if f.psi is None else round(f.psi, 4),
                  "ks_pvalue": None if f.ks_pvalue is None else float(f"{f.ks_pvalue:.4g}"),
+                 "decided_by": f.decided_by,
+                 "statistic": None if f.statistic is None else float(f"{f.statistic:.4g}"),
+                 "cutoff": None if f.cutoff is None else float(f"{f.cutoff:.4g}"),
                  "drifted": f.drifted} for f in self.features]
 
     def drifted_values(self) -> list[dict[str, Any]]:
@@ -245,6 +252,21 @@ def _feature_rule_drifted(rule: str, rows: list[MethodResult]) -> bool:
     return any(by_method.values())  # "any", or the named test does not apply (categorical KS)
 
 
+def _decisive_row(rows: list[MethodResult], kind: str, decision: str, feature_rule: str,
+                  drifted: bool) -> MethodResult | None:
+    """The test whose verdict the feature's drift is: the p-value test under bh and
+    bonferroni, the rule's own test (or the first that fired) under share."""
+    if not rows:
+        return None
+    if decision != "share":
+        return next((r for r in rows if r.method == PVALUE_TEST[kind]), rows[0])
+    named = next((r for r in rows if r.method == feature_rule), None)
+    if named is not None:
+        return named
+    agreeing = [r for r in rows if r.drifted == drifted]
+    return agreeing[0] if agreeing else rows[0]
+
+
 def _decide(rows_by_feature: dict[str, list[MethodResult]], decision: str, alpha: float,
             feature_rule: str) -> dict[str, bool]:
     if decision == "share":
@@ -332,9 +354,13 @@ def compute_drift(reference: Any, current: Any, *, methods: Sequence[str] | None
     for col, rows in rows_by_feature.items():
         values = {r.method: r.value for r in rows}
         kind = "categorical" if col in schema.categorical else "numeric"
+        decisive = _decisive_row(rows, kind, decision, feature_rule, drifted_by_feature[col])
         feature_list.append(FeatureDrift(
             col, kind, values.get("psi"), values.get("ks"), drifted_by_feature[col],
-            values.get(PVALUE_TEST[kind]), values))
+            values.get(PVALUE_TEST[kind]), values,
+            decided_by=None if decisive is None else decisive.method,
+            statistic=None if decisive is None else decisive.value,
+            cutoff=None if decisive is None else decisive.threshold))
     drifted = [f.feature for f in feature_list if f.drifted]
     share = len(drifted) / len(feature_list) if feature_list else 0.0
     detected = share >= drift_share if decision == "share" else bool(drifted)

@@ -9,12 +9,17 @@ from retrain.records import Record
 
 
 class FeatureRow(Record):
-    """One feature's short row: PSI rounded to 4 places, KS p-value to 4 significant digits."""
+    """One feature's short row: PSI rounded to 4 places, KS p-value to 4 significant digits,
+    and the test that decided it (under bh, a categorical's chi-square p-value, say) with its
+    value and the cut-off it was held to."""
 
     feature: str
     kind: Literal["numeric", "categorical"]
     psi: float | None
     ks_pvalue: float | None
+    decided_by: str | None = None
+    statistic: float | None = None
+    cutoff: float | None = None
     drifted: bool
 
 

@@ -4,18 +4,23 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
 from retrain.pipeline.document import RunDocument
 from retrain.records import Record
+from retrain.reporting.history import write_history_html
 from retrain.reporting.model import drift_report_links, model_summary_markdown
 from retrain.workspace import Workspace
+
+log = logging.getLogger("retrain")
 
 
 class ModelReportFiles(Record):
     markdown: str
     json_document: str
+    history: str | None = None  # the model's history page (None: it could not be written)
 
 
 class RunReports(Record):
@@ -47,7 +52,14 @@ def write_model_reports(ws: Workspace, document: RunDocument, name: str,
     drift = document.triggers.drift.models[name]
     md.write_text(model_summary_markdown(document, name, drift_report_links(drift)) + "\n")
     js.write_text(json.dumps(document.model_view(name).to_dict(), indent=2) + "\n")
-    return ModelReportFiles(markdown=str(md), json_document=str(js))
+    history = folder.parent / "history.html"
+    try:  # a page for people, never a reason for the run to fail
+        write_history_html(ws, name, history, folder)
+    except Exception as exc:  # noqa: BLE001 - logged, and the run goes on
+        log.warning("%s: the history page was not written: %s", name, exc)
+        history = None
+    return ModelReportFiles(markdown=str(md), json_document=str(js),
+                            history=None if history is None else str(history))
 
 
 def write_run_reports(ws: Workspace, document: RunDocument, run_id: str | None,

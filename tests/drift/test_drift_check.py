@@ -159,3 +159,24 @@ def test_cli_exit_status_without_drift(workspace):
     rc, out, err = call("--config", config, "drift", "--model", MODEL)
     assert rc == 0, err
     assert "no drift" in out and "no rows newer" in out
+
+
+def test_each_feature_row_names_the_test_that_decided_it_and_its_cut_off():
+    """Under Benjamini-Hochberg a categorical is decided by its chi-square p-value against
+    the corrected cut-off, not by PSI or KS; under the share rule by the rule's test."""
+    import numpy as np
+    import polars as pl
+    from retrain.drift.compute import compute_drift
+    rng = np.random.default_rng(0)
+    ref = pl.DataFrame({"x": rng.normal(size=4000),
+                        "c": rng.choice(["a", "b", "c"], 4000, p=[0.5, 0.3, 0.2])})
+    cur = pl.DataFrame({"x": rng.normal(size=4000),
+                        "c": rng.choice(["a", "b", "c"], 4000, p=[0.42, 0.33, 0.25])})
+    report = compute_drift(ref, cur, categorical=["c"], decision="bh", alpha=0.05)
+    rows = {r["feature"]: r for r in report.feature_rows()}
+    assert rows["c"]["decided_by"] == "chi2_homogeneity" and rows["c"]["drifted"] is True
+    assert rows["c"]["statistic"] <= rows["c"]["cutoff"] == report.thresholds["pvalue_cutoff"]
+    assert rows["c"]["psi"] < 0.2  # PSI alone would not have called it
+    assert rows["x"]["decided_by"] == "ks" and rows["x"]["drifted"] is False
+    share = compute_drift(ref, cur, categorical=["c"], decision="share", feature_rule="psi")
+    assert {r["feature"]: r["decided_by"] for r in share.feature_rows()} == {"x": "psi", "c": "psi"}

@@ -54,7 +54,7 @@ FAILURE_ALERT = "failure-alert/notify"
 ROLLOUT_ADVANCE = "rollout-advance/hourly"
 # Run from the dashboard's form: rollback, A/B tests and rollouts.
 MANUAL = {f"{flow}/manual" for flow in ("rollback-model", "start-ab-test", "ab-test-status",
-                                        "end-ab-test", "start-rollout", "control-rollout")}
+                                        "end-ab-test", "start-rollout", "control-rollout", "backtest")}
 MODELS = ("random_forest", "lightgbm")
 TIMEZONE = "Europe/Amsterdam"  # not the default, to show that it is taken from the config
 AUTOMATIONS = ("retrain on drift", "retrain on volume", "retrain: mark runs without heartbeats crashed",
@@ -172,12 +172,12 @@ def is_event_run(model: str, reason: str, after: datetime):
     return predicate
 
 
-def artifacts_of(client, run_id: UUID) -> dict[str, object]:
-    """The artifacts published by ``run_id`` and its subflows, by key."""
+def artifacts_of(client, run_id: UUID, subflows: bool = True) -> dict[str, object]:
+    """The artifacts published by ``run_id`` (and its subflows), by key."""
     from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter,
                                                 FlowRunFilterParentFlowRunId)
     children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id])))
+        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id]))) if subflows else []
     ids = [run_id, *(c.id for c in children)]
     found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ids)))
     return {a.key: a for a in found if a.key}
@@ -341,6 +341,37 @@ def test_1_monthly_deployment_run_completes_and_promotes(stack):
     assert "## Reports" in summary and "file://" in summary
     metrics = artifacts["retrain-metrics-lightgbm"]
     assert metrics.type == "table" and '"roc_auc"' in metrics.data
+
+    # Through the REST API, as the dashboard reads them: the parent run's own artifacts name
+    # it; its steps' runs are named after the step; the library's INFO lines (each candidate,
+    # each decision) are in the runs' logs, under a worker.
+    own = artifacts_of(stack.client, run_id, subflows=False)
+    assert {"retraining-summary", "retrain-summary-lightgbm", "retrain-metrics-lightgbm"} <= set(own)
+    assert final.name in own["retraining-summary"].description
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    steps = stack.client.read_flow_runs(flow_run_filter=FlowRunFilter(
+        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id])))
+    assert {r.name for r in steps} >= {f"{step} · random_forest, lightgbm" for step in (
+        "check-drift", "retrain-models", "evaluate-models", "deploy-models", "send-notifications")}
+    expected = ("training lightgbm (lightgbm) on ", "evaluated lightgbm-v1: roc_auc",
+                "promotion of lightgbm: lightgbm-v1 (was none)")
+    messages = logs_of(stack.client, [run_id, *(r.id for r in steps)], expected)
+    for prefix in expected:
+        assert any(m.startswith(prefix) for m in messages), (prefix, messages[:40])
+
+
+def logs_of(client, run_ids: list[UUID], expected: tuple[str, ...], timeout: float = 60) -> list[str]:
+    """The log messages of the runs, once a line starts with each of ``expected`` (or the
+    timeout passed): a worker's flow process sends them in batches."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=run_ids)))
+        messages = [entry.message for entry in logs]
+        found = all(any(m.startswith(p) for m in messages) for p in expected)
+        if found or time.monotonic() > deadline:
+            return messages
+        time.sleep(1)
 
 
 @slow

@@ -171,6 +171,9 @@ def test_bootstrap_then_drift_then_skip(pipeline, client, make_workspace, drift_
     assert any(line.startswith("training lightgbm (lightgbm)") for line in logs["retrain-models"])
     assert any(line.startswith("evaluated lightgbm-v2: roc_auc") for line in logs["evaluate-models"])
     assert any("lightgbm-v2" in line and "promot" in line for line in logs["deploy-models"])
+    # No channel is configured: the log channel's notices are lines of the run's logs.
+    assert any(line.startswith("notification: [retrain] retraining summary")
+               for line in logs["send-notifications"]), logs["send-notifications"]
     tags = {"reason:schedule", "model:lightgbm", "model:random_forest"}
     assert tags <= set(children["retrain-models"].tags)
     parent = client.read_flow_run(run2)
