@@ -47,7 +47,8 @@ def retraining_pipeline(models: list[str] | None = None, force: bool = False,
     context = RunContext.open(
         ws, models, reason=reason, force=force, check_performance=check_performance_trigger,
         notifier=notifier(ws), run_id=str(flow_run.id),
-        approver=prefect_approver(ws.settings.promotion.approval_timeout_hours))
+        approver=prefect_approver(ws.settings.promotion.approval_timeout_hours,
+                                  parent_run_id=str(flow_run.id)))
     tag_current_run(run_tags(context.models, reason))
     # Subflows carry the run's tags; tasks do not (see retrain_prefect.common.untagged).
     reports = {}  # the send-notifications step's files, published on this run's own page

@@ -29,6 +29,18 @@ def _wait_for_pause(client, thread, timeout=120):
     raise AssertionError("no flow run paused for approval")
 
 
+def _approval_artifact(client, flow_run_id):
+    """The newest ``approval-lightgbm`` artifact of the run."""
+    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId,
+                                                ArtifactFilterKey)
+    from prefect.client.schemas.sorting import ArtifactSort
+    found = client.read_artifacts(artifact_filter=ArtifactFilter(
+        key=ArtifactFilterKey(any_=["approval-lightgbm"]),
+        flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])), sort=ArtifactSort.CREATED_DESC)
+    assert found, "no approval artifact on the pipeline run"
+    return found[0]
+
+
 @pytest.fixture
 def approval_setup(harness, make_workspace, drift_month, monkeypatch):
     """A bootstrapped workspace with a drifted month, approval required from now on."""
@@ -64,6 +76,10 @@ def test_approve_from_the_command_line(approval_setup, capsys):
     parent = client.read_flow_runs()  # the pipeline run is the paused run's parent
     pipeline_run = next(r for r in parent if r.id != paused.id and r.state.is_running()
                         and r.flow_id != paused.flow_id)
+    # The pipeline run's own page says that it waits, for what, and how to answer.
+    waiting = _approval_artifact(client, pipeline_run.id)
+    assert waiting.data.startswith("# Waiting for approval: lightgbm-v2")
+    assert f"retrain approve {pipeline_run.id}" in waiting.data and "| roc_auc (primary) |" in waiting.data
     assert main(["approve", str(pipeline_run.id), "--comment", "checked the drift report",
                  "--actor", "alice"]) == 0
     assert "approved" in capsys.readouterr().out
@@ -74,6 +90,8 @@ def test_approve_from_the_command_line(approval_setup, capsys):
     events = [(e.action, e.actor, e.reason) for e in ws.registry.history("lightgbm")]
     assert ("approved", "alice", "checked the drift report") in events
     assert events[-1][:2] == ("promoted", "alice")
+    answered = _approval_artifact(client, pipeline_run.id)
+    assert answered.data.startswith("# lightgbm-v2: approved") and "alice" in answered.data
 
 
 def test_reject_with_resume_flow_run(approval_setup):
