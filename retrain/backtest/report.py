@@ -64,7 +64,7 @@ def backtest_markdown(result: BacktestResult) -> str:
 
 def write_html(result: BacktestResult, path: Path) -> Path:
     """A self-contained page (plotly included): per model, each policy's metric on the next
-    period over time, with its retrains and promotions marked."""
+    period over time, with its retrains (open circles) and promotions (stars) marked."""
     import plotly.graph_objects as go  # late: plotly is heavy, and only the page needs it
     from plotly.subplots import make_subplots
     fig = make_subplots(rows=len(result.models), cols=1, shared_xaxes=True,
@@ -78,6 +78,12 @@ def write_html(result: BacktestResult, path: Path) -> Path:
                                      name=f"{policy.policy} ({model})", legendgroup=policy.policy,
                                      hovertext=[f"{p.served_version}: {p.decision or 'no run'}"
                                                 for p in periods]), row=row, col=1)
+            retrained = [p for p in periods if p.retrained]
+            fig.add_trace(go.Scatter(
+                x=[p.period_end[:10] for p in retrained], y=[p.value for p in retrained],
+                mode="markers", marker={"symbol": "circle-open", "size": 14},
+                name=f"{policy.policy} retrains ({model})", legendgroup=policy.policy,
+                showlegend=row == 1), row=row, col=1)
             promoted = [p for p in periods if p.decision in ("promoted", "bootstrapped")]
             fig.add_trace(go.Scatter(
                 x=[p.period_end[:10] for p in promoted], y=[p.value for p in promoted],

@@ -434,6 +434,9 @@ def test_cli_runs_the_flow_on_the_server_in_prefect_api_url(harness, client, mak
     doc = json.loads(run.stdout)  # exactly one JSON document on stdout
     assert doc["models"]["lightgbm"]["decision"] == "bootstrapped"
     assert "Starting temporary server" not in run.stderr  # it used the server it was given
+    # The library's lines outside a flow run stay on the console, without Prefect's warning.
+    assert "without a flow run id" not in run.stderr and "UserWarning" not in run.stderr
+    assert run.stderr.count("Retraining run") == 0  # the summary is on stdout (--json: the document)
 
     names = flow_names(client)
     # (the session's server also holds other modules' runs: this workspace's config tells)
