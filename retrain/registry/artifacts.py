@@ -111,7 +111,13 @@ def load_model(path: Path, expected_sha256: str,
     ``source``: the model section's trust (types its skops file may hold beyond the allowed
     ones) and the folder its own code is imported from; never taken from the artifact."""
     path = Path(path)
-    data = verified_bytes(path, expected_sha256)
+    return model_from_bytes(verified_bytes(path, expected_sha256), path, source)
+
+
+def model_from_bytes(data: bytes, path: Path, source: EstimatorSource = DEFAULT_SOURCE
+                     ) -> TrainedModel:
+    """The model in an artifact's bytes (already verified by the caller); ``path`` names it in
+    errors."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             manifest = json.loads(zf.read("manifest.json"))

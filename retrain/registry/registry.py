@@ -12,6 +12,7 @@ same transaction, so the version it restores is what is served.
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -27,12 +28,16 @@ from retrain.failpoints import failpoint
 from retrain.processes import owner_gone, process_owner
 from retrain.modeling import TrainedModel
 from retrain.registry import db
-from retrain.registry.artifacts import load_model, load_profile_bytes, save_model, verified_bytes
+from retrain.registry.artifacts import (load_profile_bytes, model_from_bytes, save_model,
+                                       verified_bytes)
 from retrain.registry.rules import (ANY_PRODUCTION, CURRENT, default_actor, experiment_refusal,
                                     switch_refusal)
 from retrain.registry.tables import (ACTIVE_EXPERIMENT_STATUSES, AuditEvent, Experiment,
                                      ModelVersion, RegisteredModel, utcnow)
 
+
+# Unpacked artifacts a registry keeps (by sha256 and trust): a run's versions, not a zoo.
+LOADED_MODELS = 8
 
 class Registry:
     """SQLModel-backed registry at ``url`` with artifacts stored under ``artifacts_dir``."""
@@ -44,6 +49,8 @@ class Registry:
         # Per model: the types its artifacts may hold and where its own code is imported
         # from, as the configuration says (an artifact never vouches for itself).
         self.sources = dict(sources or {})
+        self._models: dict[tuple, TrainedModel] = {}  # unpacked artifacts, see load()
+        self._models_lock = threading.Lock()
         self._engine = db.make_engine(url)
         self._writer = db.make_engine(url, immediate=True) if url.startswith("sqlite") else self._engine
         db.upgrade(self._writer)
@@ -194,9 +201,26 @@ class Registry:
                                .order_by(AuditEvent.id)))
 
     def load(self, version: ModelVersion) -> TrainedModel:
-        """Load a version's model after verifying the artifact's sha256."""
-        return load_model(self.artifact_file(version), version.artifact_sha256,
-                          self.sources.get(version.model_name, DEFAULT_SOURCE))
+        """Load a version's model after verifying the artifact's sha256.
+
+        The file is read and its sha256 checked at every call (a changed file is never
+        served); what it holds is unpacked once per sha256 and trust (a run loads the same
+        versions for drift, evaluation, the smoke check and more), a few models at most."""
+        source = self.sources.get(version.model_name, DEFAULT_SOURCE)
+        path = self.artifact_file(version)
+        data = verified_bytes(path, version.artifact_sha256)
+        key = (version.artifact_sha256, source)
+        with self._models_lock:
+            model = self._models.pop(key, None)
+            if model is not None:
+                self._models[key] = model  # the most recently used is kept longest
+                return model
+        model = model_from_bytes(data, path, source)
+        with self._models_lock:
+            self._models[key] = model
+            while len(self._models) > LOADED_MODELS:
+                self._models.pop(next(iter(self._models)))
+        return model
 
     def verify_artifact(self, version: ModelVersion) -> None:
         """Raise ``ArtifactIntegrityError`` unless the version's artifact is there and matches

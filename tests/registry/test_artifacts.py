@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,30 @@ def test_a_model_that_could_not_be_loaded_again_is_never_saved(tmp_path):
     with pytest.raises(ConfigError):
         serialize(model)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_version_is_unpacked_once_and_its_file_still_checked_at_every_load(tmp_path, monkeypatch):
+    """The registry keeps what an artifact holds (by sha256 and trust) so a run does not
+    unpack the same version again and again; the file's sha256 is checked at every load."""
+    from retrain.registry import Registry, artifacts
+    from retrain.demo import generate_month
+    registry = Registry(f"sqlite:///{tmp_path / 'r.db'}", tmp_path / "artifacts")
+    model = fit_model("lightgbm", SMALL_PARAMS["lightgbm"], generate_month(0, 600, drifted=False, seed=5),
+                      SCHEMA, "defaulted", seed=3)
+    version = registry.register_version(
+        model_name="m", model=model, train_start=datetime(2026, 1, 1), train_end=datetime(2026, 1, 31),
+        holdout_start=None, row_count=600, holdout_rows=0, data_fingerprint="0" * 16,
+        metrics={"roc_auc": 0.7}, actor="test")
+    unpacked = []
+    original = artifacts.model_from_bytes
+    monkeypatch.setattr("retrain.registry.registry.model_from_bytes",
+                        lambda *a, **k: unpacked.append(1) or original(*a, **k))
+    first, second = registry.load(version), registry.load(version)
+    assert first is second and len(unpacked) == 1
+    path = registry.artifact_file(version)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactIntegrityError, match="refusing to load a changed or corrupt file"):
+        registry.load(version)  # never from the cache once the file changed
+    registry.dispose()
