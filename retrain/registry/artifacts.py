@@ -24,6 +24,7 @@ from retrain.failpoints import failpoint
 from retrain.modeling import Preprocessing, TrainedModel
 
 FORMAT = "retrain-model/1"
+ARTIFACT_COMPRESSION = 1  # zlib level of an artifact's entries
 PROFILE_ENTRY = "reference_profile.npz"
 
 def sha256_file(path: Path) -> str:
@@ -64,7 +65,10 @@ def serialize(model: TrainedModel, profile: bytes | None = None) -> bytes:
         manifest["reference_profile"] = PROFILE_ENTRY
     blob = kind.dump(model.estimator, model.source)  # refuses what could not be loaded again
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    # Level 1, not zlib's default 6: a 200-tree forest of 61 MB packs to 15.2 MB in 0.35 s
+    # instead of 12.7 MB in 1.12 s (README, "Registry and artifacts").
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED,
+                         compresslevel=ARTIFACT_COMPRESSION) as zf:
         zf.writestr("manifest.json", json.dumps(manifest, sort_keys=True, default=str))
         if profile is not None:
             zf.writestr(PROFILE_ENTRY, profile)
