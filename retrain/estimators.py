@@ -130,9 +130,21 @@ class Kind:
             return sio.loads(blob, trusted=needed)
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its affinity, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 class RandomForest(Kind):
     name = "random_forest"
-    defaults = {"n_estimators": 200, "min_samples_leaf": 5, "n_jobs": 2}
+    # Trees are fitted on every core the process is given unless params say n_jobs.
+    defaults = {"n_estimators": 200, "min_samples_leaf": 5}
+
+    def params(self, params):
+        return {**self.defaults, "n_jobs": available_cores(), **params}
 
     def build(self, params, seed, source, task="binary"):
         # Late: scikit-learn is heavy.
