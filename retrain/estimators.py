@@ -140,17 +140,15 @@ def available_cores() -> int:
 
 class RandomForest(Kind):
     name = "random_forest"
-    # Trees are fitted on every core the process is given unless params say n_jobs.
+    # Trees are fitted on every core the process is given unless params say n_jobs (not
+    # recorded with the version: the same config gives the same artifact on every machine).
     defaults = {"n_estimators": 200, "min_samples_leaf": 5}
-
-    def params(self, params):
-        return {**self.defaults, "n_jobs": available_cores(), **params}
 
     def build(self, params, seed, source, task="binary"):
         # Late: scikit-learn is heavy.
         from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
         forest = RandomForestRegressor if task == "regression" else RandomForestClassifier
-        return forest(random_state=seed, **params)
+        return forest(random_state=seed, **{"n_jobs": available_cores(), **params})
 
     def fit(self, data, params, seed, source):
         est = super().fit(data, params, seed, source)

@@ -101,10 +101,24 @@ def send_webhook(config: NotificationsConfig, message: Notification) -> None:
         raise DeliveryError(f"webhook: {exc}") from None
 
 
+def _would_show(level: int) -> bool:
+    """Whether a line at ``level`` on the ``retrain`` logger reaches a handler that takes it
+    here and now (one that keeps only the lines of a flow run does not, outside a run)."""
+    if not log.isEnabledFor(level):
+        return False
+    record = log.makeRecord(log.name, level, __file__, 0, "probe", (), None)
+    logger: logging.Logger | None = log
+    while logger is not None:
+        if any(level >= h.level and h.filter(record) for h in logger.handlers):
+            return True
+        logger = logger.parent if logger.propagate else None
+    return False
+
+
 def send_log(_config: NotificationsConfig, message: Notification) -> None:
     """The ``retrain`` logger: the console of a command, the logs of the run inside a flow.
     A logger that would drop the line (below INFO, or no handler anywhere) does not deliver."""
-    if not log.isEnabledFor(logging.INFO) or not log.hasHandlers():
+    if not _would_show(logging.INFO):
         raise DeliveryError("log: the 'retrain' logger shows no INFO lines here (nobody would "
                             "see it); configure a channel in [notifications] or log at INFO")
     log.info("notification: %s", message.subject)

@@ -84,19 +84,28 @@ def multiclass_weighted(metric: str, y: np.ndarray, proba: np.ndarray, w: np.nda
     pred = proba.argmax(axis=1)
     if metric == "accuracy":
         return (w * (pred == y)).sum(axis=1) / total
-    if metric == "macro_f1":
+    if metric == "macro_f1":  # over the classes labeled or predicted, as scikit-learn does
         scores = []
         for c in range(k):
             tp = (w * ((pred == c) & (y == c))).sum(axis=1)
             fp = (w * ((pred == c) & (y != c))).sum(axis=1)
             fn = (w * ((pred != c) & (y == c))).sum(axis=1)
             with np.errstate(divide="ignore", invalid="ignore"):
-                scores.append(np.nan_to_num(2 * tp / (2 * tp + fp + fn), nan=0.0))
-        return np.mean(scores, axis=0)
-    if metric == "roc_auc_ovr":
-        return np.mean([binary_auc_weighted((y == c).astype(np.int64), proba[:, c], w)
-                        for c in range(k)], axis=0)
+                scores.append(np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan))
+        return _mean_over_classes(scores)
+    if metric == "roc_auc_ovr":  # over the classes the labels have (one-vs-rest, macro)
+        return _mean_over_classes([binary_auc_weighted((y == c).astype(np.int64), proba[:, c], w)
+                                   for c in range(k)])
     raise ValueError(f"{metric} is not a metric of a multiclass target")
+
+
+def _mean_over_classes(values: list[np.ndarray]) -> np.ndarray:
+    """The mean over the classes that have a value (NaN: the class is not there)."""
+    stacked = np.vstack(values)
+    present = np.isfinite(stacked)
+    with np.errstate(invalid="ignore"):
+        return np.where(present.any(axis=0),
+                        np.where(present, stacked, 0.0).sum(axis=0) / present.sum(axis=0), np.nan)
 
 
 def binary_auc_weighted(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:

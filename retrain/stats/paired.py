@@ -8,6 +8,7 @@ metric. Differences are oriented so that a positive value means the challenger i
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -87,6 +88,9 @@ def bootstrap_interval(y: np.ndarray, champion: np.ndarray, challenger: np.ndarr
     n = len(y)
     values = [d for _ in range(samples) if (d := diff(rng.integers(0, n, n))) is not None]
     point = diff(np.arange(n))
+    if not values or point is None:  # no resample gives the metric: nothing is significant
+        return Interval(metric, "bootstrap", confidence, float("nan") if point is None else point,
+                        -math.inf, math.inf)
     alpha = 1 - confidence
     lower, upper = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return Interval(metric, "bootstrap", confidence, float(point), float(lower), float(upper))

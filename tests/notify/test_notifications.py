@@ -378,3 +378,23 @@ def test_the_log_channel_delivers_only_where_its_lines_show(workspace):
         logger.setLevel(level)
     service.flush(now=True)
     assert {m.id: m.status for m in service.outbox.messages()}[quiet] == "sent"
+
+
+def test_a_handler_that_keeps_only_flow_run_lines_does_not_count_outside_a_run():
+    """The Prefect layer's API handler on the retrain logger keeps only lines of a flow run:
+    outside one, a notice on the log channel would reach nobody, so it is not delivered."""
+    import logging
+
+    from retrain.notify.channels import DeliveryError, send_log
+    from retrain.registry.tables import Notification
+
+    logger = logging.getLogger("retrain")
+    only_in_runs = logging.Handler()
+    only_in_runs.addFilter(lambda record: False)
+    saved = logger.handlers[:], logger.propagate
+    logger.handlers, logger.propagate = [only_in_runs], False
+    try:
+        with pytest.raises(DeliveryError, match="nobody would see it"):
+            send_log(None, Notification(kind="rollback", channel="log", subject="s", body_text="b"))
+    finally:
+        logger.handlers, logger.propagate = saved

@@ -26,7 +26,7 @@ def test_multiclass_metrics_are_scikit_learns():
     pred = proba.argmax(axis=1)
     assert metric_value("accuracy", y, proba) == pytest.approx(skm.accuracy_score(y, pred))
     assert metric_value("macro_f1", y, proba) == pytest.approx(
-        skm.f1_score(y, pred, average="macro", labels=labels, zero_division=0))
+        skm.f1_score(y, pred, average="macro", zero_division=0))
     assert metric_value("log_loss", y, proba) == pytest.approx(skm.log_loss(y, proba, labels=labels))
     assert metric_value("roc_auc_ovr", y, proba) == pytest.approx(
         skm.roc_auc_score(y, proba, multi_class="ovr", average="macro"))
@@ -60,3 +60,25 @@ def test_the_configuration_knows_every_tasks_metrics():
     assert METRICS_OF_TASK == METRICS_BY_TASK and DEFAULT_METRIC_OF_TASK == DEFAULT_METRIC
     assert set(get_args(Metric)) == {m for names in METRICS_BY_TASK.values() for m in names}
     assert {"rmse", "mae", "mape", "log_loss", "brier"} == LOWER_IS_BETTER
+
+
+def test_a_holdout_without_one_of_the_classes_still_has_its_metrics():
+    """A rare class may have no row in the newest holdout: ROC AUC is averaged over the classes
+    the labels have and macro F1 over those labeled or predicted, as scikit-learn does; a
+    paired interval no resample can give is never significant."""
+    from retrain.stats.paired import improvement_interval
+    y, proba = multiclass(n=300, k=3)
+    keep = y != 2
+    y, proba = y[keep], proba[keep]
+    pred = proba.argmax(axis=1)
+    expected_auc = np.mean([skm.roc_auc_score(y == c, proba[:, c]) for c in (0, 1)])
+    assert metric_value("roc_auc_ovr", y, proba) == pytest.approx(expected_auc)
+    assert metric_value("macro_f1", y, proba) == pytest.approx(
+        skm.f1_score(y, pred, average="macro", zero_division=0))
+    metrics = compute_metrics(y, proba, task="multiclass")
+    assert all(np.isfinite(v) for v in metrics.values()), metrics
+    interval = improvement_interval(y, proba, proba[:, ::-1], "roc_auc_ovr", samples=200)
+    assert np.isfinite(interval.lower) and interval.lower < 0
+    nothing = improvement_interval(np.zeros(5, dtype=int), proba[:5], proba[:5], "roc_auc_ovr",
+                                   samples=50)
+    assert nothing.lower == -np.inf  # no resample has two classes: not significant
