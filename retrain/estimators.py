@@ -251,19 +251,31 @@ class XGBoost(Kind):
     # Names this kind takes besides those XGBoost's configuration lists.
     _OWN = frozenset({"n_estimators", "nthread", "seed", "verbosity", "objective"})
 
+    # The objectives whose predictions are the scores retrain.stats.metrics takes.
+    _OBJECTIVES = {"binary": ("binary:logistic",), "multiclass": ("multi:softprob",),
+                   "regression": ("reg:squarederror", "reg:absoluteerror", "reg:pseudohubererror",
+                                  "reg:squaredlogerror", "reg:tweedie", "reg:gamma",
+                                  "count:poisson")}
+
     def _options(self, params, seed, threads, task="binary", classes=2):
-        objective = {"binary": {"objective": "binary:logistic"},
-                     "multiclass": {"objective": "multi:softprob", "num_class": classes},
-                     "regression": {"objective": "reg:squarederror"}}[task]
+        objective = {"objective": self._OBJECTIVES[task][0]}
+        if task == "multiclass":
+            objective["num_class"] = classes
         options = {**objective, "tree_method": "hist", "seed": seed, "nthread": threads,
                    "verbosity": 0, **params}
+        if options["objective"] not in self._OBJECTIVES[task]:
+            raise ValueError(f"objective {options['objective']!r} does not give the scores a "
+                             f"{task} model is judged by; it takes "
+                             f"{', '.join(self._OBJECTIVES[task])}")
         return options, _rounds(options)
 
     def check(self, params, seed, source, task="binary"):
         import xgboost as xgb  # late: XGBoost is heavy
-        options, _ = self._options(params, seed, 1, "regression" if task == "regression"
-                                   else "binary")
+        classes = 3 if task == "multiclass" else 2
+        options, _ = self._options(params, seed, 1, task, classes)
         rows, labels = _probe_rows(options)
+        if task == "multiclass":
+            labels = np.arange(rows.shape[0]) % classes
         try:
             booster = xgb.train(options, xgb.DMatrix(rows, label=labels), num_boost_round=1)
         except xgb.core.XGBoostError as exc:

@@ -97,3 +97,14 @@ def test_logistic_regression_refuses_a_regression_target_before_training(make_wo
                                           r"classifier"):
         run_pipeline(ws)
     assert ws.registry.versions("random_forest") == []  # refused before any training
+
+
+def test_an_xgboost_objective_that_gives_no_scores_is_refused_before_training():
+    from retrain.modeling import validate_params
+    validate_params("xgboost", {"max_depth": 3}, 0, "[models.x] params", task="multiclass")
+    with pytest.raises(ConfigError, match=r"objective 'multi:softmax' does not give the scores "
+                                          r"a multiclass model is judged by"):
+        validate_params("xgboost", {"objective": "multi:softmax"}, 0, "[models.x] params",
+                        task="multiclass")
+    with pytest.raises(ConfigError, match="binary:logistic"):
+        validate_params("xgboost", {"objective": "reg:squarederror"}, 0, "[models.x] params")
