@@ -7,7 +7,6 @@ A pause that nobody answers within ``[promotion] approval_timeout_hours`` counts
 from __future__ import annotations
 
 import os
-import re
 from uuid import UUID
 
 from prefect import get_client
@@ -21,6 +20,7 @@ from prefect.input import RunInput
 from retrain.errors import RetrainError
 from retrain.evaluation.results import Evaluation
 from retrain.promotion.approval import Approval, Approver
+from retrain_prefect.dashboard import model_slug
 
 
 class PromotionApproval(RunInput):
@@ -60,7 +60,7 @@ def _banner(parent_run_id: str | None, evaluation: Evaluation, text: str) -> Non
     from prefect.client.schemas.actions import ArtifactCreate  # late: only when asking
     with get_client(sync_client=True) as client:
         client.create_artifact(ArtifactCreate(
-            key=f"approval-{re.sub(r'[^a-z0-9]+', '-', evaluation.model.lower()).strip('-')}",
+            key=f"approval-{model_slug(evaluation.model)}",
             type="markdown", flow_run_id=UUID(parent_run_id), data=text,
             description=f"Approval of {evaluation.candidate_version}"))
 

@@ -26,11 +26,15 @@ from retrain.triggers.report import TriggerReport
 RUN_SUMMARY_KEY = "retraining-summary"
 
 
-def artifact_key(kind: str, model: str) -> str:
-    """``retrain-<kind>-<model>`` in the characters Prefect allows (``random_forest`` ->
+def model_slug(model: str) -> str:
+    """A model name in the characters Prefect allows in keys (``random_forest`` ->
     ``random-forest``)."""
-    slug = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-") or "model"
-    return f"retrain-{kind}-{slug}"
+    return re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-") or "model"
+
+
+def artifact_key(kind: str, model: str) -> str:
+    """``retrain-<kind>-<model>`` (``model_slug``)."""
+    return f"retrain-{kind}-{model_slug(model)}"
 
 
 # Publishing ---------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from retrain.pipeline.context import RunContext
 from retrain.pipeline.run import run_pipeline
 from retrain.promotion.decisions import promote_by_hand
 from retrain.registry import Registry
+from retrain.reporting.tables import number_or_dash as _fmt
 from retrain.stats.metrics import LOWER_IS_BETTER, compute_metrics
 from retrain.tasks import encode_target
 from retrain.workspace import Workspace
@@ -368,6 +369,3 @@ def _totals(policy: str, by_model: dict[str, list[PeriodOutcome]], metrics: dict
         seconds=round(sum(p.seconds for p in next(iter(by_model.values()), [])), 3),
         totals=totals, periods=by_model)
 
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"

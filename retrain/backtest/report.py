@@ -4,11 +4,11 @@ promotion marks."""
 
 from __future__ import annotations
 
-from html import escape
 from pathlib import Path
 
 from retrain.backtest.results import BacktestResult
-from retrain.reporting.tables import markdown_table, text_table
+from retrain.reporting.tables import html_table, markdown_table, text_table, write_page
+from retrain.reporting.tables import number_or_dash as _fmt
 
 SUMMARY_HEADERS = ["policy", "model", "mean metric", "worst period", "retrains", "promotions",
                    "rejections", "run seconds"]
@@ -92,20 +92,4 @@ def write_html(result: BacktestResult, path: Path) -> Path:
                 showlegend=row == 1), row=row, col=1)
     fig.update_layout(title=f"Backtest: {len(result.periods)} periods of {result.every}",
                       height=380 * len(result.models) + 120)
-    page = fig.to_html(include_plotlyjs=True, full_html=True)
-    table = "<h2>Totals</h2>" + _html_table(SUMMARY_HEADERS, summary_rows(result))
-    page = page.replace("</body>", table + "</body>", 1)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
-
-
-def _html_table(headers: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table border='1' cellpadding='4'><tr>{head}</tr>{body}</table>"
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+    return write_page(fig, path, "<h2>Totals</h2>" + html_table(SUMMARY_HEADERS, summary_rows(result)))

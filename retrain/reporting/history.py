@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from datetime import datetime
-from html import escape
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, select
 
 from retrain.registry.tables import Feedback, PredictionLog
+from retrain.reporting.tables import html_table, write_page
 from retrain.workspace import Workspace
 
 MARKED = {"promoted": "promoted", "rejected": "rejected", "rolled-back": "rolled back",
@@ -139,17 +139,10 @@ def write_history_html(ws: Workspace, model: str, path: Path, runs_folder: Path)
                              textposition="top center", name="promotions, rejections, rollbacks",
                              hovertext=[e["reason"] for e in events]), row=2, col=1)
     fig.update_layout(title=f"{model}: history", height=1000)
-    page = fig.to_html(include_plotlyjs=True, full_html=True)
     rows = version_rows(ws, model)
     headers = list(rows[0]) if rows else ["version"]
-    table = ("<h2>Versions</h2><table border='1' cellpadding='4'><tr>"
-             + "".join(f"<th>{escape(h)}</th>" for h in headers) + "</tr>"
-             + "".join("<tr>" + "".join(f"<td>{escape(str(r.get(h) if r.get(h) is not None else '-'))}</td>"
-                                        for h in headers) + "</tr>" for r in rows) + "</table>")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page.replace("</body>", table + "</body>", 1), encoding="utf-8")
-    return path
+    return write_page(fig, path, "<h2>Versions</h2>" + html_table(
+        headers, [[r.get(h) for h in headers] for r in rows]))
 
 
 def _round(value: float | None) -> float | None:

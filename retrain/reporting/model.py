@@ -10,16 +10,13 @@ from typing import TYPE_CHECKING, Any
 from retrain.drift.results import FeatureRow, ModelDrift
 from retrain.reporting.run import DECISION_HEADERS, decision_rows
 from retrain.reporting.tables import markdown_table
+from retrain.reporting.tables import number_or_dash as _fmt
 from retrain.stats.metrics import relative_improvement
 from retrain.triggers.performance import PerformanceCheck
 from retrain.triggers.volume import VolumeCheck
 
 if TYPE_CHECKING:
     from retrain.pipeline.document import ModelOutcome, RunDocument
-
-
-def _fmt(value: float | None, pattern: str = "{:.4f}") -> str:
-    return "-" if value is None else pattern.format(value)
 
 
 def _number(value: Any) -> str:

@@ -238,14 +238,19 @@ def test_ending_a_test_that_was_ended_meanwhile_promotes_nothing(manager, ab_wor
     assert "was ended meanwhile (stopped); lightgbm-v2 was not promoted" in str(refused.value)
 
 
-def test_an_ab_tests_winner_is_promoted_as_the_test_ends(manager, ab_workspace):
-    registry = ab_workspace.registry
+def run_a_test_that_b_wins(manager, ab_workspace) -> tuple[dict, dict]:
+    """An A/B test of v1 against v2 in which v2 is clearly better, ended a day later."""
     test = manager.create_ab_test(MODEL, "lightgbm-v1", "lightgbm-v2", traffic_split=0.5,
                                   duration_days=14, now=T0)
     set_salt(ab_workspace, test["test_id"], "s1")
     manager.refresh()
     simulate(manager, {"A": 0.60, "B": 0.85}, 4000, np.random.default_rng(1), at=T0)
-    result = manager.end_test(test["test_id"], now=T0 + timedelta(days=1))
+    return test, manager.end_test(test["test_id"], now=T0 + timedelta(days=1))
+
+
+def test_an_ab_tests_winner_is_promoted_as_the_test_ends(manager, ab_workspace):
+    registry = ab_workspace.registry
+    test, result = run_a_test_that_b_wins(manager, ab_workspace)
     assert (result["status"], result["promoted"]) == ("significant", "lightgbm-v2")
     assert registry.production_version(MODEL).version_id == "lightgbm-v2"
     assert actions(registry)[-3:] == ["archived", "promoted", "ab-test-ended"]
@@ -270,12 +275,7 @@ def test_an_ab_test_winner_that_fails_its_smoke_check_is_not_reported_promoted(m
                                                                              ab_workspace):
     registry = ab_workspace.registry
     fails_its_smoke_check(ab_workspace, "lightgbm-v2")
-    test = manager.create_ab_test(MODEL, "lightgbm-v1", "lightgbm-v2", traffic_split=0.5,
-                                  duration_days=14, now=T0)
-    set_salt(ab_workspace, test["test_id"], "s1")
-    manager.refresh()
-    simulate(manager, {"A": 0.60, "B": 0.85}, 4000, np.random.default_rng(1), at=T0)
-    result = manager.end_test(test["test_id"], now=T0 + timedelta(days=1))
+    test, result = run_a_test_that_b_wins(manager, ab_workspace)
     assert (result["winner_version"], result["promoted"]) == ("lightgbm-v2", None)
     assert "smoke check after promotion failed" in result["summary"]["promotion_undone"]
     assert result["production_version"] == "lightgbm-v1"
