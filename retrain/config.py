@@ -358,6 +358,47 @@ class ServeConfig(_Section):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
 
+class OrchestrationConfig(_Section):
+    """Where a run's candidates are trained: one model at a time in the run's own process
+    (the default), several at once in threads or processes, or on a Dask cluster."""
+
+    # thread: a pool of threads in the run's process; process: a pool of worker processes;
+    # dask: prefect-dask's DaskTaskRunner on the cluster at dask_address (unset: a local
+    # cluster of dask_workers processes started for the run).
+    task_runner: Literal["thread", "process", "dask"] = "thread"
+    # Models trained at once by "thread" and "process"; 1 trains them one after the other,
+    # each with every core (random forests use them all).
+    max_workers: int = Field(default=1, ge=1, le=256)
+    dask_address: str | None = None  # e.g. "tcp://scheduler:8786"
+    dask_workers: int = Field(default=2, ge=1, le=256)
+    dask_threads_per_worker: int = Field(default=1, ge=1, le=256)
+
+
+class StorageConfig(_Section):
+    """Object storage: how ``[registry] artifacts``, ``[drift] reports_dir`` and data sources
+    given as fsspec URLs (``s3://bucket/prefix``, ``gs://``, ``az://``, ``file://``) are
+    reached, and how people are linked to the reports stored there."""
+
+    # Passed to fsspec (and to polars for data sources) for every URL, e.g.
+    # {endpoint_url = "http://127.0.0.1:9000"} for an S3-compatible server. Credentials are
+    # better left to the usual environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    # AWS_ENDPOINT_URL, ...) or the worker's role than written here.
+    options: dict[str, Any] = Field(default_factory=dict)
+    # Report links in artifacts and notices: "presigned" URLs that expire after
+    # presign_expires_hours, or "public": public_base_url followed by the object's key below
+    # the reports URL (a bucket served by a CDN or a web server).
+    links: Literal["presigned", "public"] = "presigned"
+    public_base_url: str | None = None
+    presign_expires_hours: float = Field(default=168.0, gt=0, le=168.0)
+
+    @model_validator(mode="after")
+    def _public_needs_base(self) -> "StorageConfig":
+        if self.links == "public" and not self.public_base_url:
+            raise ValueError('links = "public" needs public_base_url, e.g. '
+                             '"https://reports.example.com/retrain"')
+        return self
+
+
 DEFAULT_DATASET = "data"  # the [data] section's name, as a dataset
 
 
@@ -379,6 +420,8 @@ class Settings(_Section):
     abtest: ABTestConfig = Field(default_factory=ABTestConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
     # Folder of the TOML file; relative paths resolve against it.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
