@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from retrain.errors import ConfigError
+from retrain.storage import is_url, local_path
 
 CONFIG_FILENAME = "retrain.toml"
 ENV_CONFIG = "RETRAIN_CONFIG"
@@ -460,8 +461,18 @@ class Settings(_Section):
         return p if p.is_absolute() else (self.base_dir / p)
 
     @property
+    def artifacts_location(self) -> str:
+        """``[registry] artifacts``: an fsspec URL as it is, a path made absolute."""
+        location = self.registry.artifacts
+        return location if is_url(location) else str(self.resolve(local_path(location)))
+
+    @property
     def artifacts_dir(self) -> Path:
-        return self.resolve(self.registry.artifacts)
+        """The artifacts' local folder; a ``ConfigError`` when they are on object storage."""
+        location = self.artifacts_location
+        if is_url(location):
+            raise ConfigError(f"[registry] artifacts is {location}, not a local folder")
+        return Path(location)
 
     @property
     def registry_url(self) -> str:
@@ -477,6 +488,8 @@ class Settings(_Section):
     @property
     def data_source(self) -> str:
         src = self.data.source
+        if src.startswith("file://"):
+            src = src[len("file://"):]
         return src if "://" in src else str(self.resolve(src))
 
     @property

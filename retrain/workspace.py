@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from retrain.config import DEFAULT_DATASET, Settings, load_config
 from retrain.data import FeatureStore
 from retrain.errors import ConfigError
 from retrain.registry import Registry
+from retrain.storage import ReportStore
 
 
 @dataclass
@@ -32,6 +34,13 @@ class Workspace:
         settings = config if isinstance(config, Settings) else load_config(config)
         store = FeatureStore(settings) if settings.data is not None else None
         return cls(settings, store, Registry.from_settings(settings))
+
+    @cached_property
+    def reports(self) -> ReportStore:
+        """The reports folder (``[drift] reports_dir``, local or on object storage)."""
+        if self._dataset != DEFAULT_DATASET:
+            return self._views[DEFAULT_DATASET].reports
+        return ReportStore.from_settings(self.settings)
 
     @property
     def dataset(self) -> str:

@@ -9,7 +9,6 @@ model's history across runs. Prefect allows lowercase letters, digits and dashes
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.utilities.urls import url_for
@@ -22,6 +21,7 @@ from retrain.reporting.model import (drift_markdown, drift_report_links, metric_
                                      model_summary_markdown)
 from retrain.reporting.run import run_summary_markdown
 from retrain.triggers.report import TriggerReport
+from retrain.workspace import Workspace
 
 RUN_SUMMARY_KEY = "retraining-summary"
 
@@ -51,12 +51,13 @@ def publish_run(context: RunContext, reports: RunReports, document: RunDocument,
                                          "models" + of_run)
     for name, entry in document.models.items():
         files = reports.files[name]
-        markdown_uri = Path(files.markdown).as_uri()
+        link = context.workspace.reports.link  # uploads the file when reports are remote
+        markdown_uri = link(files.markdown)
         links = [("report (markdown)", markdown_uri),
-                 ("run document (JSON)", Path(files.json_document).as_uri()),
-                 *([("model history (HTML, plotly)", Path(files.history).as_uri())]
+                 ("run document (JSON)", link(files.json_document)),
+                 *([("model history (HTML, plotly)", link(files.history))]
                    if files.history else []),
-                 *drift_report_links(document.triggers.drift.models[name])]
+                 *drift_report_links(document.triggers.drift.models[name], link)]
         if run_url:
             links.append(("this run in Prefect", run_url))
         create_markdown_artifact(key=artifact_key("summary", name),
@@ -76,9 +77,10 @@ def publish_run(context: RunContext, reports: RunReports, document: RunDocument,
                              description=f"Report file of {name}{of_run}")
 
 
-def publish_checks(checks: TriggerReport) -> None:
+def publish_checks(checks: TriggerReport, ws: Workspace) -> None:
     """The drift-check run's artifacts: per model, the drift table and the volume count."""
     for name, check in checks.drift.items():
         create_markdown_artifact(key=artifact_key("drift", name),
-                                 markdown=drift_markdown(check.summary(), checks.volume[name]),
+                                 markdown=drift_markdown(check.summary(), checks.volume[name],
+                                                         ws.reports.link),
                                  description=f"{name}: drift and volume of the newest data")

@@ -180,6 +180,7 @@ PREFECT_YAML_HEADER = f"""\
 #
 # The schedule comes from [schedule] in that retrain.toml (default: 03:00 UTC on the 1st), so
 # `prefect deploy` and `python -m deployments.serve` agree; see README, "Prefect".
+# Workers on other machines: prefect-git.yaml (README, "Scaling out").
 name: retrain
 prefect-version: 3.9.1
 
@@ -196,6 +197,53 @@ push: null
 pull:
   - prefect.deployments.steps.set_working_directory:
       directory: "{{{{ retrain.project_dir }}}}"
+
+definitions:
+  work_pool: &retrain_pool
+    name: {POOL}
+    job_variables:
+      env: "{{{{ retrain.env }}}}"
+
+deployments:
+"""
+
+GIT_YAML_HEADER = f"""\
+# Prefect deployments of retrain for workers on any machine: each flow run clones this
+# repository first. GENERATED from retrain_prefect/deployments.py by
+# `python -m deployments.prefect_yaml`, like prefect.yaml (same deployments, other pull step).
+#
+# From a checkout whose workspace (retrain.toml) is committed in the repository:
+#
+#   prefect work-pool create {POOL} --type process
+#   RETRAIN_CONFIG=workspace/retrain.toml prefect deploy --all --prefect-file prefect-git.yaml
+#   prefect worker start --pool {POOL}       # on any machine with retrain installed
+#
+# The repository and branch are RETRAIN_GIT_REPOSITORY and RETRAIN_GIT_BRANCH at deploy time
+# (default: this checkout's origin and branch). A private repository's access token is read
+# on the worker, when a run starts, from the Prefect Secret block named by
+# RETRAIN_GIT_TOKEN_SECRET: only the block's name is stored with the deployments. Secrets of
+# the workspace (registry URL with a password, SMTP password, object store keys) come from the
+# worker's environment (RETRAIN_REGISTRY__URL, RETRAIN_SMTP_PASSWORD, AWS_ACCESS_KEY_ID, ...)
+# or Prefect blocks, never from the deployments. See README, "Scaling out".
+name: retrain
+prefect-version: 3.9.1
+
+# {{{{ retrain.* }}}} as in prefect.yaml, plus {{{{ retrain.repository }}}}, {{{{ retrain.branch }}}}
+# and {{{{ retrain.access_token_secret }}}}; {{{{ retrain.env }}}} names the workspace by its path
+# inside the repository, which the flow runs start in.
+build:
+  - deployments.steps.retrain_git_settings:
+      id: retrain
+
+push: null
+
+# Prefect's git_clone, on the worker, into its working folder; the run starts in the clone.
+pull:
+  - retrain_prefect.steps.git_clone:
+      id: clone
+      repository: "{{{{ retrain.repository }}}}"
+      branch: "{{{{ retrain.branch }}}}"
+      access_token_secret: "{{{{ retrain.access_token_secret }}}}"
 
 definitions:
   work_pool: &retrain_pool
@@ -229,9 +277,9 @@ def prefect_yaml_entry(deployment: Deployment) -> dict[str, Any]:
     return entry
 
 
-def prefect_yaml() -> str:
-    """The text of prefect.yaml."""
-    parts = [PREFECT_YAML_HEADER]
+def prefect_yaml(git: bool = False) -> str:
+    """The text of prefect.yaml, or of prefect-git.yaml (``git``: the code cloned by each run)."""
+    parts = [GIT_YAML_HEADER if git else PREFECT_YAML_HEADER]
     for deployment in DEPLOYMENTS:
         if deployment.comment:
             parts.append("".join(f"  # {line}\n" for line in _wrap(deployment.comment)))

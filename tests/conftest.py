@@ -19,7 +19,7 @@ logging.getLogger("retrain").setLevel(logging.INFO)
 # Helpers the tests share (real servers, fixtures of one subject) live apart from the tests.
 SUPPORT = Path(__file__).resolve().parent / "support"
 sys.path.insert(0, str(SUPPORT))
-pytest_plugins = ["abtest", "serving"]
+pytest_plugins = ["abtest", "serving", "s3_server"]
 
 from retrain.demo import append_drifted_month, write_workspace  # noqa: E402
 from retrain.workspace import Workspace  # noqa: E402

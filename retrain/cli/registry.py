@@ -18,7 +18,7 @@ def _version_dict(ws, v) -> dict[str, Any]:
             "train_window": {"start": v.train_start, "end": v.train_end},
             "holdout_start": v.holdout_start, "row_count": v.row_count,
             "holdout_rows": v.holdout_rows, "data_fingerprint": v.data_fingerprint,
-            "artifact_path": str(ws.registry.artifact_file(v)), "artifact_sha256": v.artifact_sha256}
+            "artifact_path": ws.registry.artifact_url(v), "artifact_sha256": v.artifact_sha256}
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import glob
 import logging
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -20,12 +19,16 @@ import polars as pl
 
 from retrain.config import DataConfig, Settings, TrainingConfig
 from retrain.data.schema import Schema, Window, dtype_family
+from retrain.data.remote import file_stamp, open_file, polars_storage_options, remote_files
 from retrain.errors import DataValidationError
+from retrain.storage import is_url
 
 log = logging.getLogger("retrain")
 
 
-def _source_files(source: str) -> list[str]:
+def _source_files(source: str, options: dict | None = None) -> list[str]:
+    if is_url(source):
+        return remote_files(source, options)
     path = Path(source)
     if path.is_dir():
         files = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in (".parquet", ".csv"))
@@ -43,22 +46,25 @@ class ScanReport:
     rows_without_timestamp: int = 0
 
 
-def _open(path: str) -> tuple[pl.LazyFrame, pl.Schema]:
+def _open(path: str, options: dict | None = None) -> tuple[pl.LazyFrame, pl.Schema]:
     """A file of the store, lazily, and its columns; an unreadable file is a one-line error
-    that names it."""
+    that names it. ``options``: ``[storage] options`` for a file on object storage."""
     lower = path.lower()
+    remote = is_url(path)
+    cloud = polars_storage_options(path, options) if remote else None
     try:
         if lower.endswith(".parquet"):
-            lf = pl.scan_parquet(path)
+            lf = pl.scan_parquet(path, storage_options=cloud)
         elif lower.endswith(".csv"):
-            with open(path, "rb") as fh:
+            with open_file(path, options) as fh:
                 header = fh.readline().decode("utf-8", errors="replace").rstrip("\r\n")
             names = [n.strip().strip('"') for n in header.split(",")]
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
                 raise DataValidationError(duplicates[0], f"{path}: the header names "
                                           f"{', '.join(map(repr, duplicates))} more than once")
-            lf = pl.scan_csv(path, try_parse_dates=True, infer_schema_length=10_000)
+            lf = pl.scan_csv(path, try_parse_dates=True, infer_schema_length=10_000,
+                             storage_options=cloud)
         else:
             raise DataValidationError(None, f"{path}: only .parquet and .csv files are supported")
         return lf, lf.collect_schema()
@@ -70,10 +76,10 @@ def _open(path: str) -> tuple[pl.LazyFrame, pl.Schema]:
         raise DataValidationError(None, f"{path}: not a readable {kind} file ({first[:200]})") from None
 
 
-def read_file(path: str | Path) -> pl.DataFrame:
+def read_file(path: str | Path, options: dict | None = None) -> pl.DataFrame:
     """One Parquet or CSV file, read whole (``retrain predict``'s input); an unreadable file
     is a one-line error that names it."""
-    lf, _ = _open(str(path))
+    lf, _ = _open(str(path), options)
     try:
         return lf.collect()
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
@@ -87,6 +93,7 @@ class FeatureStore:
     def __init__(self, settings: Settings):
         self.config: DataConfig = settings.data
         self.source = settings.data_source
+        self.options = settings.storage.options  # for a source on object storage
         # The last scan and the files it was made of, (path, mtime, size) each: the checks and
         # the training of one run read the same files, so their schemas are read once.
         self._scanned: tuple[tuple, pl.LazyFrame] | None = None
@@ -98,10 +105,10 @@ class FeatureStore:
     # Reading --------------------------------------------------------------------------------
     def scan(self) -> pl.LazyFrame:
         """Every row with a timestamp, lazily, the files checked for consistent column types."""
-        files = _source_files(self.source)
+        files = _source_files(self.source, self.options)
         if not files:
             raise DataValidationError(None, f"no Parquet or CSV files found at {self.source}")
-        stamp = tuple((f, (st := os.stat(f)).st_mtime_ns, st.st_size) for f in files)
+        stamp = tuple(file_stamp(f, self.options) for f in files)
         if self._scanned is None or self._scanned[0] != stamp:
             self._scanned = (stamp, self._scan(files))
         frame = self._scanned[1]
@@ -114,7 +121,7 @@ class FeatureStore:
         ts = cfg.timestamp
         frames, schemas = [], []
         for f in files:
-            lf, schema = _open(f)
+            lf, schema = _open(f, self.options)
             if ts not in schema:
                 raise DataValidationError(ts, f"timestamp column is missing in {f} (its columns: "
                                           f"{', '.join(list(schema)[:8])}{'...' if len(schema) > 8 else ''}"

@@ -214,7 +214,7 @@ def check_drift(ws: Workspace, model_name: str, cache: dict[tuple, Any] | None =
                        label_note=shared["label_note"], prediction_note=prediction_note,
                        reference=source, triggered_by=triggered_by)
     if cfg.save_reports if save_reports is None else save_reports:
-        directory = report_directory(ws.settings.resolve(cfg.reports_dir), model_name)
+        directory = report_directory(ws.reports.root, model_name)
         check.reports = write_reports(
             directory, check.as_dict(), reference_sample=profile.report_sample,
             current_sample=sample_rows(current, cfg.report_rows), schema=schema, config=cfg,

@@ -13,7 +13,6 @@ from sqlmodel import select
 from retrain.errors import RetrainError
 from retrain.evaluation.results import SmokeSample
 from retrain.registry import Registry
-from retrain.registry.artifacts import atomic_write_bytes
 from retrain.registry.tables import AuditEvent, ModelVersion
 from retrain.workspace import Workspace
 
@@ -27,10 +26,9 @@ def smoke_check(ws: Workspace, version_id: str, smoke: SmokeSample | None) -> st
     registry = ws.registry
     try:
         model = registry.load(registry.get_version(version_id))
-        path = registry.artifacts_dir / smoke.path
-        data = path.read_bytes()
+        data = registry.artifacts.read(smoke.path)
         if hashlib.sha256(data).hexdigest() != smoke.sha256:
-            return f"smoke sample {path} was changed since the evaluation"
+            return f"smoke sample {registry.artifacts.url(smoke.path)} was changed since the evaluation"
         sample = pl.read_parquet(io.BytesIO(data))
         features = set(model.preprocessing.schema.features)
         expected_columns = [c for c in sample.columns if c not in features]
@@ -69,10 +67,8 @@ def write_smoke_sample(ws: Workspace, candidate: ModelVersion, features: list[st
     buf = io.BytesIO()
     sample.write_parquet(buf)
     data = buf.getvalue()
-    path = ws.registry.artifact_file(candidate).with_suffix(".smoke.parquet")
-    atomic_write_bytes(path, data)
-    return SmokeSample(path=path.relative_to(ws.registry.artifacts_dir).as_posix(),
-                       sha256=hashlib.sha256(data).hexdigest(), rows=n)
+    key = f"{candidate.model_name}/{candidate.version_id}.smoke.parquet"
+    return SmokeSample(path=key, sha256=ws.registry.artifacts.write(key, data), rows=n)
 
 
 def recorded_smoke_sample(registry: Registry, version_id: str) -> SmokeSample | None:

@@ -1,5 +1,8 @@
 """Each model's part of a run as files beside its drift reports:
-``<[drift] reports_dir>/<model>/runs/<stamp>-<reason>[-<run id>].md`` and ``.json``."""
+``<[drift] reports_dir>/<model>/runs/<stamp>-<reason>[-<run id>].md`` and ``.json``, and the
+model's history page ``<[drift] reports_dir>/<model>/history.html``. With the reports on object
+storage they are written to the local staging folder and uploaded (``Workspace.reports``); the
+history page first fetches the run documents other workers stored there."""
 
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ class RunReports(Record):
 def run_reports_dir(ws: Workspace, name: str) -> Path:
     """``<[drift] reports_dir>/<model>/runs``: beside the model's drift reports, which are
     folders named by timestamp."""
-    return ws.settings.resolve(ws.settings.drift.reports_dir) / name / "runs"
+    return ws.reports.root / name / "runs"
 
 
 def run_label(document: RunDocument, run_id: str | None) -> str:
@@ -50,14 +53,17 @@ def write_model_reports(ws: Workspace, document: RunDocument, name: str,
     stem = folder / label
     md, js = stem.with_suffix(".md"), stem.with_suffix(".json")
     drift = document.triggers.drift.models[name]
-    md.write_text(model_summary_markdown(document, name, drift_report_links(drift)) + "\n")
+    md.write_text(model_summary_markdown(document, name,
+                                         drift_report_links(drift, ws.reports.link)) + "\n")
     js.write_text(json.dumps(document.model_view(name).to_dict(), indent=2) + "\n")
     history = folder.parent / "history.html"
     try:  # a page for people, never a reason for the run to fail
+        ws.reports.fetch(folder, ".json")
         write_history_html(ws, name, history, folder)
     except Exception as exc:  # noqa: BLE001 - logged, and the run goes on
         log.warning("%s: the history page was not written: %s", name, exc)
         history = None
+    ws.reports.upload(md, js, history)
     return ModelReportFiles(markdown=str(md), json_document=str(js),
                             history=None if history is None else str(history))
 

@@ -1,4 +1,5 @@
-"""Model artifacts: one zip file per version, written atomically, verified by sha256.
+"""Model artifacts: one zip file per version, written atomically, verified by sha256 (the
+registry stores them in an ``retrain.storage.ObjectStore``: a local folder or object storage).
 
 Formats never run code on load (``retrain.estimators``: LightGBM's text format, XGBoost's
 UBJSON, scikit-learn estimators through skops with an allow-list of types, anything else
@@ -12,16 +13,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 
 from retrain.errors import ArtifactIntegrityError, ConfigError
 from retrain.estimators import DEFAULT_SOURCE, EstimatorSource, kind_of
-from retrain.failpoints import failpoint
 from retrain.modeling import Preprocessing, TrainedModel
+from retrain.storage import atomic_write_bytes
 
 FORMAT = "retrain-model/1"
 ARTIFACT_COMPRESSION = 1  # zlib level of an artifact's entries
@@ -33,27 +32,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, rename; then fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        failpoint("artifact:before-replace")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def serialize(model: TrainedModel, profile: bytes | None = None) -> bytes:
@@ -99,7 +77,11 @@ def verified_bytes(path: Path, expected_sha256: str) -> bytes:
 
 def load_profile_bytes(path: Path, expected_sha256: str) -> bytes | None:
     """The reference profile stored in an artifact (sha256 checked), or None if it has none."""
-    data = verified_bytes(path, expected_sha256)
+    return profile_from_bytes(verified_bytes(path, expected_sha256), path)
+
+
+def profile_from_bytes(data: bytes, path: Path | str) -> bytes | None:
+    """The reference profile in an artifact's bytes (already verified), or None."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             if PROFILE_ENTRY not in zf.namelist():

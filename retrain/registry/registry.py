@@ -28,8 +28,8 @@ from retrain.failpoints import failpoint
 from retrain.processes import owner_gone, process_owner
 from retrain.modeling import TrainedModel
 from retrain.registry import db
-from retrain.registry.artifacts import (load_profile_bytes, model_from_bytes, save_model,
-                                       verified_bytes)
+from retrain.registry.artifacts import model_from_bytes, profile_from_bytes, serialize
+from retrain.storage import ObjectStore
 from retrain.registry.rules import (ANY_PRODUCTION, CURRENT, default_actor, experiment_refusal,
                                     switch_refusal)
 from retrain.registry.tables import (ACTIVE_EXPERIMENT_STATUSES, AuditEvent, Experiment,
@@ -40,12 +40,16 @@ from retrain.registry.tables import (ACTIVE_EXPERIMENT_STATUSES, AuditEvent, Exp
 LOADED_MODELS = 8
 
 class Registry:
-    """SQLModel-backed registry at ``url`` with artifacts stored under ``artifacts_dir``."""
+    """SQLModel-backed registry at ``url`` with artifacts stored under ``artifacts``: a local
+    folder or an fsspec URL (``s3://bucket/prefix``), reached with ``storage_options``."""
 
-    def __init__(self, url: str, artifacts_dir: str | Path,
-                 sources: dict[str, EstimatorSource] | None = None):
+    def __init__(self, url: str, artifacts: str | Path,
+                 sources: dict[str, EstimatorSource] | None = None,
+                 storage_options: dict[str, Any] | None = None):
         self.url = url
-        self.artifacts_dir = Path(artifacts_dir)
+        self.artifacts = ObjectStore(artifacts, storage_options)
+        # The local folder of the artifacts; None when they are on object storage.
+        self.artifacts_dir = None if self.artifacts.remote else Path(self.artifacts.root)
         # Per model: the types its artifacts may hold and where its own code is imported
         # from, as the configuration says (an artifact never vouches for itself).
         self.sources = dict(sources or {})
@@ -57,8 +61,9 @@ class Registry:
 
     @classmethod
     def from_settings(cls, settings) -> "Registry":
-        return cls(settings.registry_url, settings.artifacts_dir,
-                   {name: EstimatorSource.of(settings, name) for name in settings.models})
+        return cls(settings.registry_url, settings.artifacts_location,
+                   {name: EstimatorSource.of(settings, name) for name in settings.models},
+                   settings.storage.options)
 
     def dispose(self) -> None:
         self._engine.dispose()
@@ -127,8 +132,8 @@ class Registry:
                           .where(ModelVersion.model_name == model_name)).one()
             number = (last or 0) + 1
             version_id = f"{model_name}-v{number}"
-            path = self.artifacts_dir / model_name / f"{version_id}.zip"
-            sha = save_model(model, path, profile=reference_profile)
+            key = f"{model_name}/{version_id}.zip"
+            sha = self.artifacts.write(key, serialize(model, reference_profile))
             failpoint("register:after-artifact")
             version = ModelVersion(
                 version_id=version_id, model_name=model_name, number=number, kind=model.kind,
@@ -136,7 +141,7 @@ class Registry:
                 holdout_start=holdout_start, row_count=row_count, holdout_rows=holdout_rows,
                 data_fingerprint=data_fingerprint,
                 feature_schema=model.preprocessing.schema.as_dict(), metrics=metrics,
-                artifact_path=path.relative_to(self.artifacts_dir).as_posix(),
+                artifact_path=key,
                 artifact_sha256=sha, status="candidate")
             s.add(version)
             self._audit(s, model_name, "registered", actor, reason, version_id,
@@ -207,15 +212,14 @@ class Registry:
         served); what it holds is unpacked once per sha256 and trust (a run loads the same
         versions for drift, evaluation, the smoke check and more), a few models at most."""
         source = self.sources.get(version.model_name, DEFAULT_SOURCE)
-        path = self.artifact_file(version)
-        data = verified_bytes(path, version.artifact_sha256)
+        data = self.artifact_bytes(version)
         key = (version.artifact_sha256, source)
         with self._models_lock:
             model = self._models.pop(key, None)
             if model is not None:
                 self._models[key] = model  # the most recently used is kept longest
                 return model
-        model = model_from_bytes(data, path, source)
+        model = model_from_bytes(data, self.artifact_url(version), source)
         with self._models_lock:
             self._models[key] = model
             while len(self._models) > LOADED_MODELS:
@@ -225,19 +229,37 @@ class Registry:
     def verify_artifact(self, version: ModelVersion) -> None:
         """Raise ``ArtifactIntegrityError`` unless the version's artifact is there and matches
         its sha256 (a switch checks this before anything is announced)."""
-        verified_bytes(self.artifact_file(version), version.artifact_sha256)
+        self.artifact_bytes(version)
+
+    def artifact_bytes(self, version: ModelVersion) -> bytes:
+        """The version's artifact, its sha256 checked against the one registered."""
+        path = Path(version.artifact_path)
+        if path.is_absolute():  # written by an older retrain, which stored absolute paths
+            return ObjectStore(path.parent).verified(path.name, version.artifact_sha256)
+        return self.artifacts.verified(version.artifact_path, version.artifact_sha256)
 
     def load_profile_bytes(self, version: ModelVersion) -> bytes | None:
         """The version's drift reference profile as stored in its artifact (sha256 verified;
         ``retrain.drift.profile.ReferenceProfile.from_bytes`` reads it); None for versions
         stored without one."""
-        return load_profile_bytes(self.artifact_file(version), version.artifact_sha256)
+        return profile_from_bytes(self.artifact_bytes(version), self.artifact_url(version))
+
+    def artifact_url(self, version: ModelVersion) -> str:
+        """Where a version's artifact is: a local path or an object storage URL."""
+        path = Path(version.artifact_path)
+        return str(path) if path.is_absolute() else self.artifacts.url(version.artifact_path)
 
     def artifact_file(self, version: ModelVersion) -> Path:
-        """Where a version's artifact is. Paths are stored relative to the artifacts folder,
-        so a workspace can be moved or copied; absolute paths are used as they are."""
+        """A version's artifact file on the local disk. Paths are stored relative to the
+        artifacts folder, so a workspace can be moved or copied; absolute paths are used as
+        they are. Artifacts on object storage have no local file (``artifact_url``)."""
         path = Path(version.artifact_path)
-        return path if path.is_absolute() else self.artifacts_dir / path
+        if path.is_absolute():
+            return path
+        if self.artifacts_dir is None:
+            raise RegistryError(f"{version.version_id}'s artifact is on object storage "
+                                f"({self.artifact_url(version)}), not in a local file")
+        return self.artifacts_dir / path
 
     # Decisions --------------------------------------------------------------------------
     def record(self, model_name: str, action: str, *, version_id: str | None = None,

@@ -5,7 +5,7 @@ dashboard artifacts by ``retrain_prefect``."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from retrain.drift.results import FeatureRow, ModelDrift
 from retrain.reporting.run import DECISION_HEADERS, decision_rows
@@ -116,18 +116,25 @@ def model_summary_markdown(document: "RunDocument", name: str,
     return "\n".join(lines)
 
 
-def drift_report_links(drift: ModelDrift) -> list[tuple[str, str]]:
-    """Links to the drift check's report files (Evidently HTML, snapshot, our numbers)."""
+def file_uri(path: str) -> str:
+    return Path(path).resolve().as_uri()
+
+
+def drift_report_links(drift: ModelDrift, link: Callable[[str], str] = file_uri
+                       ) -> list[tuple[str, str]]:
+    """Links to the drift check's report files (Evidently HTML, snapshot, our numbers);
+    ``link`` makes a file's URL (``Workspace.reports.link``: uploaded to object storage and
+    presigned there)."""
     files = drift.report
     if files is None:
         return []
     labels = {"html": "drift report (Evidently HTML)", "snapshot": "drift snapshot (Evidently JSON)",
               "result": "drift numbers (JSON)"}
-    return [(text, Path(getattr(files, k)).as_uri()) for k, text in labels.items()
-            if getattr(files, k)]
+    return [(text, link(getattr(files, k))) for k, text in labels.items() if getattr(files, k)]
 
 
-def drift_markdown(drift: ModelDrift, volume: VolumeCheck) -> str:
+def drift_markdown(drift: ModelDrift, volume: VolumeCheck,
+                   link: Callable[[str], str] = file_uri) -> str:
     """A drift check's result and the volume count, as the drift-check run shows them."""
     lines = [f"# {drift.model}: drift and volume", "",
              markdown_table(["trigger", "measured", "threshold", "fired"],
@@ -135,7 +142,7 @@ def drift_markdown(drift: ModelDrift, volume: VolumeCheck) -> str:
              ""]
     if drift.features:
         lines += [feature_table(drift.features), ""]
-    links = drift_report_links(drift)
+    links = drift_report_links(drift, link)
     if links:
         lines += ["## Reports", ""] + [f"- [{text}]({url})" for text, url in links]
     return "\n".join(lines)

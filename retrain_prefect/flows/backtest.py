@@ -4,7 +4,6 @@ comparison (``retrain.backtest``)."""
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -14,6 +13,7 @@ from prefect.runtime import flow_run as current_run
 from retrain.backtest.replay import backtest as replay
 from retrain.backtest.report import SUMMARY_HEADERS, backtest_markdown, summary_rows, write_html
 from retrain.config import find_config_path, load_config
+from retrain.storage import ReportStore
 
 
 @flow(name="backtest", log_prints=True)
@@ -30,14 +30,14 @@ def backtest(config: str | None = None, start: str | None = None, end: str | Non
                     end=datetime.fromisoformat(end) if end else None, every=every,
                     policies=policies, overrides=overrides, models=models)
     run_id = str(current_run.id or "local")
-    page = write_html(result, settings.resolve(settings.drift.reports_dir) / "backtest"
-                      / f"backtest-{run_id}.html")
+    reports = ReportStore.from_settings(settings)
+    page = write_html(result, reports.root / "backtest" / f"backtest-{run_id}.html")
     create_table_artifact(key="backtest-totals", table=[dict(zip(SUMMARY_HEADERS, row))
                                                         for row in summary_rows(result)],
                           description="Each policy's totals over the replay")
     create_markdown_artifact(key="backtest-comparison", markdown=backtest_markdown(result),
                              description="Each policy, period by period")
-    create_link_artifact(key="backtest-page", link=Path(page).as_uri(),
+    create_link_artifact(key="backtest-page", link=reports.link(page),
                          link_text="backtest page (plotly)")
     print(backtest_markdown(result))
     return result.to_dict()

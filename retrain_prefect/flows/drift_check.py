@@ -38,7 +38,7 @@ def drift_check(models: list[str] | None = None, config: str | None = None) -> d
     tag_current_run(labels)
     with tags(*labels), step_settings():
         checks = run_drift_check(ws, runner=PrefectRunner(PUBLISHERS), context=context)
-    dashboard.publish_checks(checks)
+    dashboard.publish_checks(checks, ws)
     return {"drift": {n: c.as_dict() for n, c in checks.drift.items()},
             "volume": {n: c.to_dict() for n, c in checks.volume.items()}}
 

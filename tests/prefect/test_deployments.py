@@ -21,6 +21,40 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_prefect_yaml_is_generated_from_the_list():
     assert (ROOT / "prefect.yaml").read_text() == deployments.prefect_yaml(), (
         "prefect.yaml is out of date: python -m deployments.prefect_yaml")
+    assert (ROOT / "prefect-git.yaml").read_text() == deployments.prefect_yaml(git=True), (
+        "prefect-git.yaml is out of date: python -m deployments.prefect_yaml")
+
+
+def test_the_git_file_has_the_same_deployments_and_clones_the_code():
+    local = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    git = yaml.safe_load((ROOT / "prefect-git.yaml").read_text())
+    assert git["deployments"] == local["deployments"]
+    assert [next(iter(step)) for step in git["pull"]] == ["retrain_prefect.steps.git_clone"]
+    assert "set_working_directory" not in (ROOT / "prefect-git.yaml").read_text()
+
+
+def test_git_settings_name_the_workspace_inside_the_repository(tmp_path, monkeypatch):
+    import subprocess
+    from retrain.demo import write_workspace
+    from retrain_prefect.build import git_settings
+    repo = tmp_path / "repo"
+    config = write_workspace(repo / "workspace", months=1, rows_per_month=50, trees=5)
+    subprocess.run(["git", "init", "-q", "-b", "release", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "remote", "add", "origin",
+                    "https://git.example.com/team/models.git"], check=True)
+    subprocess.run(["git", "-C", str(repo), "add", "workspace/retrain.toml"], check=True)
+    monkeypatch.delenv("RETRAIN_GIT_REPOSITORY", raising=False)
+    monkeypatch.delenv("RETRAIN_GIT_BRANCH", raising=False)
+    monkeypatch.setenv("RETRAIN_GIT_TOKEN_SECRET", "models-repo-token")
+    out = git_settings(str(config), project_dir=repo)
+    assert out["repository"] == "https://git.example.com/team/models.git"
+    assert out["branch"] == "release"
+    assert out["env"]["RETRAIN_CONFIG"] == "workspace/retrain.toml"
+    assert out["access_token_secret"] == "models-repo-token"
+    # Only the block's name travels; nothing of the workspace's secrets is in the values.
+    assert not any(k.startswith(("AWS_", "RETRAIN_REGISTRY", "RETRAIN_SMTP")) for k in out["env"])
+    monkeypatch.setenv("RETRAIN_GIT_REPOSITORY", "file:///srv/git/models.git")
+    assert git_settings(str(config), project_dir=repo)["repository"] == "file:///srv/git/models.git"
 
 
 def test_prefect_yaml_names_every_declared_deployment_and_its_entrypoint():

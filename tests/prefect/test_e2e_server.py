@@ -40,7 +40,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from prefect_server import PROJECT_DIR, PrefectServer, WebhookReceiver, prefect_server, process_worker, tail
+from prefect_server import (PROJECT_DIR, PrefectServer, WebhookReceiver, artifacts_of, prefect_server,
+                            process_worker, tail)
 from retrain.demo import append_drifted_month, write_workspace
 from smtp_server import Received, SmtpServer
 from retrain.workspace import Workspace
@@ -170,17 +171,6 @@ def is_event_run(model: str, reason: str, after: datetime):
         return (run.parameters.get("models") == [model] and run.parameters.get("reason") == reason
                 and run.created >= after)
     return predicate
-
-
-def artifacts_of(client, run_id: UUID, subflows: bool = True) -> dict[str, object]:
-    """The artifacts published by ``run_id`` (and its subflows), by key."""
-    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter,
-                                                FlowRunFilterParentFlowRunId)
-    children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id]))) if subflows else []
-    ids = [run_id, *(c.id for c in children)]
-    found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ids)))
-    return {a.key: a for a in found if a.key}
 
 
 def wait_for_mail(stack: Stack, subject: str, timeout: float = 90) -> Received:

@@ -186,17 +186,30 @@ def prefect_server(home: Path, *, database_url: str | None = None, timeout: floa
 
 
 @contextmanager
-def process_worker(server: PrefectServer, pool: str, log: Path, **env: str
-                   ) -> Iterator[subprocess.Popen]:
-    """``prefect worker start --pool <pool>`` polling every second."""
+def process_worker(server: PrefectServer, pool: str, log: Path, cwd: Path = PROJECT_DIR,
+                   **env: str) -> Iterator[subprocess.Popen]:
+    """``prefect worker start --pool <pool>`` in ``cwd``, polling every second."""
     args = [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "process"]
     worker_env = {**server.env, "PREFECT_WORKER_QUERY_SECONDS": "1",
                   "PREFECT_WORKER_PREFETCH_SECONDS": "1", **env}
-    with background(args, env=worker_env, log=log) as proc:
+    with background(args, env=worker_env, log=log, cwd=cwd) as proc:
         time.sleep(0.5)
         if proc.poll() is not None:
             raise RuntimeError(f"the worker exited with {proc.returncode}:\n{tail(log)}")
         yield proc
+
+
+# Reading runs back -------------------------------------------------------------------------
+
+def artifacts_of(client, run_id, subflows: bool = True) -> dict[str, object]:
+    """The artifacts published by ``run_id`` (and its subflows), by key."""
+    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter,
+                                                FlowRunFilterParentFlowRunId)
+    children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id]))) if subflows else []
+    ids = [run_id, *(c.id for c in children)]
+    found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ids)))
+    return {a.key: a for a in found if a.key}
 
 
 # A webhook receiver ------------------------------------------------------------------------
