@@ -85,8 +85,9 @@ class NotificationService:
         return self.notify(messages.retraining_summary(drift_detected, volume_threshold_met,
                                                        deployment_results, summary_text))
 
-    def send_drift_alert(self, drift_results: dict[str, Any]) -> list[int]:
-        return self.notify(messages.drift_alert(drift_results))
+    def send_drift_alert(self, drift_results: dict[str, Any],
+                         report_links: dict[str, str] | None = None) -> list[int]:
+        return self.notify(messages.drift_alert(drift_results, report_links))
 
     def send_promotion_notification(self, model_name: str, version_id: str,
                                     improvement_percent: float | None,

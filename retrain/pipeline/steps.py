@@ -22,6 +22,7 @@ from retrain.pipeline.runner import step
 from retrain.promotion.decisions import decide_all
 from retrain.promotion.results import Decision
 from retrain.promotion.switch import finish_interrupted
+from retrain.reporting.model import drift_report_url
 from retrain.reporting.run import run_summary_text
 from retrain.training.candidates import Candidate, train_candidates
 from retrain.training.data import TrainingSets, load_training_sets
@@ -172,7 +173,9 @@ def send_notifications(context: RunContext, document: RunDocument) -> RunReports
     triggers = document.triggers
     drift = {name: d.to_dict() for name, d in triggers.drift.models.items()}
     if triggers.drift.detected:
-        notifier.send_drift_alert(drift)
+        notifier.send_drift_alert(drift, {
+            name: drift_report_url(d, context.workspace.reports.link)
+            for name, d in triggers.drift.models.items() if d.detected})
     notifier.send_retraining_summary(triggers.drift.detected, triggers.volume.met,
                                      {"models": {n: m.to_dict() for n, m in document.models.items()}},
                                      summary_text=text)

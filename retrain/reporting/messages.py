@@ -104,9 +104,11 @@ def _drift_by_model(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {"data": results}
 
 
-def drift_alert(drift_results: dict[str, Any]) -> Message:
+def drift_alert(drift_results: dict[str, Any],
+                report_links: dict[str, str] | None = None) -> Message:
     """``drift_results``: per model ``{detected, drifted_features, share, features?}``, one
-    such dict, or the seed's ``should_retrain`` info."""
+    such dict, or the seed's ``should_retrain`` info; ``report_links``: per model, a URL of
+    its drift report that the reader can open."""
     per_model = _drift_by_model(drift_results)
     drifted = {m: r for m, r in per_model.items() if r.get("detected")}
     subject = (f"[retrain] data drift detected for {', '.join(drifted)}" if drifted
@@ -116,7 +118,12 @@ def drift_alert(drift_results: dict[str, Any]) -> Message:
         feats = ", ".join(r.get("drifted_features", [])) or "none"
         lines.append(f"{model}: {'DRIFT' if r.get('detected') else 'no drift'} "
                      f"(share of drifted features {r.get('share', 0):.2f}; drifted: {feats})")
-    return Message("drift_alert", subject, "\n".join(lines), _html(subject, lines),
+    links = {m: url for m, url in (report_links or {}).items() if url}
+    body = _html(subject, lines, "".join(
+        f'<p><a href="{html.escape(url)}">{html.escape(m)}: drift report</a></p>'
+        for m, url in links.items()))
+    lines += [f"{m} drift report: {url}" for m, url in links.items()]
+    return Message("drift_alert", subject, "\n".join(lines), body,
                    next(iter(drifted), None), {"models": {m: {k: r.get(k) for k in
                                                              ("detected", "drifted_features", "share")}
                                                          for m, r in per_model.items()}})

@@ -133,6 +133,13 @@ def drift_report_links(drift: ModelDrift, link: Callable[[str], str] = file_uri
     return [(text, link(getattr(files, k))) for k, text in labels.items() if getattr(files, k)]
 
 
+def drift_report_url(drift: ModelDrift, link: Callable[[str], str] = file_uri) -> str | None:
+    """The one link a notice gives: the Evidently HTML report, else our numbers (JSON)."""
+    files = drift.report
+    path = None if files is None else (files.html or files.result)
+    return link(path) if path else None
+
+
 def drift_markdown(drift: ModelDrift, volume: VolumeCheck,
                    link: Callable[[str], str] = file_uri) -> str:
     """A drift check's result and the volume count, as the drift-check run shows them."""

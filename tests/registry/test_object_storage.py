@@ -98,6 +98,13 @@ def test_run_with_artifacts_reports_and_data_in_the_bucket(tmp_path, s3):
         assert response.status_code == 200, link
     html_link = next(link for link in links if "report.html" in link)
     assert "<html" in httpx.get(html_link).text.lower()
+    # The drift alert links each drifted model's report, by a URL its reader can open.
+    from retrain.notify.outbox import Outbox
+    [alert] = [n for n in Outbox(ws.registry, ws.settings.notifications).messages()
+               if n.kind == "drift_alert"]
+    urls = [line.split(": ", 1)[1] for line in alert.body_text.splitlines()
+            if " drift report: " in line]
+    assert len(urls) == 2 and all(httpx.get(u).status_code == 200 for u in urls), alert.body_text
 
 
 def test_public_links(tmp_path, s3, monkeypatch):
@@ -143,3 +150,19 @@ def test_upload_killed_half_way_registers_nothing(tmp_path, s3):
     version = train_candidate(ws, "lightgbm", load_training_data(ws), reason="after the kill")
     assert version.version_id == "lightgbm-v1"
     ws.registry.verify_artifact(version)
+
+
+def test_file_urls_are_local_folders_and_unknown_stores_are_named(tmp_path, monkeypatch):
+    from retrain.errors import ConfigError
+    directory = tmp_path / "ws"
+    write_workspace(directory, months=1, rows_per_month=50, trees=5)
+    settings = load_config(directory / "retrain.toml", env={
+        "RETRAIN_REGISTRY__ARTIFACTS": (tmp_path / "models").as_uri(),
+        "RETRAIN_DRIFT__REPORTS_DIR": (tmp_path / "pages").as_uri()})
+    ws = Workspace.open(settings)
+    assert ws.registry.artifacts_dir == tmp_path / "models"
+    assert ws.reports.root == tmp_path / "pages" and not ws.reports.remote
+    ws.registry.artifacts.write("m/one.bin", b"1")
+    assert (tmp_path / "models" / "m" / "one.bin").read_bytes() == b"1"
+    with pytest.raises(ConfigError, match="nosuchstore://bucket/x: cannot open this storage URL"):
+        ObjectStore("nosuchstore://bucket/x").read("k")
