@@ -1,6 +1,7 @@
 """The prediction service under a fixed load: POST /predict latency at 200 requests/s.
 
     .venv/bin/python bench/serve.py [--rate 200] [--seconds 25] [--also-threadpool] [--hostile 4]
+    .venv/bin/python bench/serve.py --workers 1,2 --rate 1000 --seconds 10 --find-max
 
 Builds the demo workspace (``retrain demo``'s data: six months of 2,500 loan applications,
 150 trees) and bootstraps its LightGBM model with the library pipeline, then starts
@@ -16,6 +17,11 @@ Baselines from the same run: the same model's one-row prediction in process (the
 ``GET /health`` round trip under the same open-loop schedule: the HTTP, JSON and
 load-generator cost that any endpoint pays. The target is p99 < 25 ms at 200 requests/s with
 zero errors; the exit status is 1 if any request failed.
+
+``--workers 1,2`` runs the same load against ``retrain serve --workers N`` for each N (several
+processes sharing the port, the registry and the prediction log); ``--find-max`` then ramps
+the rate (``--rates``, ``--step-seconds`` each) and reports the highest whose p99 stays within
+``--p99-ms`` (10) with no errors.
 
 ``--hostile N`` times the same predictions a second time while N attackers in another process
 announce 150 MB bodies without a token, over and over (headers only: the service must answer
@@ -102,10 +108,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(config: Path, port: int, threadpool: bool) -> subprocess.Popen:
+def start_server(config: Path, port: int, threadpool: bool, workers: int = 1) -> subprocess.Popen:
     env = {**os.environ, "RETRAIN_SERVE_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "retrain.cli", "serve", "--config", str(config),
-           "--host", "127.0.0.1", "--port", str(port)]
+           "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     if threadpool:
         cmd.append("--predict-in-threadpool")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
@@ -298,20 +304,35 @@ def hostile_run(port: int, args, requests: list[bytes]) -> tuple[dict, str]:
     return result, "; ".join(answers)
 
 
-def run_mode(config: Path, payloads: list[dict], args, threadpool: bool) -> tuple[dict, dict]:
-    port = free_port()
-    proc = start_server(config, port, threadpool)
-    tag = "pool" if threadpool else "loop"
+def find_max_rate(port: int, predictions, args) -> float | None:
+    """The highest of ``args.rates`` (open loop, ``args.step_seconds`` each) whose p99 stays
+    within ``args.p99_ms`` with no errors; the ramp stops at the first rate that misses."""
+    best = None
+    for rate in args.rates:
+        requests = predictions(f"ramp{rate:g}", args.step_seconds, rate)
+        result = summary(f"  ramp: {rate:g} requests/s", run(open_loop(port, rate, requests)))
+        if result["errors"] or result["p99"] > args.p99_ms:
+            break
+        best = rate
+    return best
 
-    def predictions(name: str, seconds: float) -> list[bytes]:
+
+def run_mode(config: Path, payloads: list[dict], args, threadpool: bool,
+             workers: int = 1) -> tuple[dict, dict]:
+    port = free_port()
+    proc = start_server(config, port, threadpool, workers)
+    tag = ("pool" if threadpool else "loop") + f"-w{workers}"
+
+    def predictions(name: str, seconds: float, rate: float | None = None) -> list[bytes]:
         # Built before the clock starts, so the generator only sends and reads.
         return [http_request("POST", f"/predict/{MODEL}",
                              {"request_id": f"{name}-{tag}-{i}", **payloads[i % len(payloads)]})
-                for i in range(int(args.rate * seconds))]
+                for i in range(int((rate or args.rate) * seconds))]
 
     try:
         run(open_loop(port, args.rate, predictions("warm-up", 3)))  # connections, caches
-        mode = "in the threadpool" if threadpool else "in the event loop"
+        mode = ("in the threadpool" if threadpool else "in the event loop") + \
+            (f", {workers} processes" if workers > 1 else "")
         health = [http_request("GET", "/health")] * int(args.rate * args.seconds / 4)
         health_result = run(open_loop(port, args.rate, health))
         predict_result = run(open_loop(port, args.rate, predictions("bench", args.seconds)))
@@ -326,6 +347,11 @@ def run_mode(config: Path, payloads: list[dict], args, threadpool: bool) -> tupl
             attacked = summary(f"POST /predict, {args.hostile} attackers", result)
             print(f"      attackers' answers (status: count): {answers}")
             print(f"      p99 under attack / p99 without: {attacked['p99'] / p['p99']:.2f}")
+        if args.find_max:
+            best = find_max_rate(port, predictions, args)
+            p["max_rate"] = best
+            print(f"      highest rate with p99 <= {args.p99_ms:g} ms and no errors: "
+                  f"{'none of the rates' if best is None else f'{best:g} requests/s'}")
     finally:
         stop_server(proc)
     return h, p
@@ -339,7 +365,17 @@ def main() -> int:
                         help="also measure the endpoint run in the threadpool (a sync endpoint)")
     parser.add_argument("--hostile", type=int, default=0, metavar="N",
                         help="time again with N processes sending unauthenticated 150 MB headers")
+    parser.add_argument("--workers", default="1", metavar="N[,N...]",
+                        help="server processes (`retrain serve --workers`); a list compares them")
+    parser.add_argument("--find-max", action="store_true",
+                        help="ramp the rate to find the highest with p99 within --p99-ms")
+    parser.add_argument("--rates", default="200,400,600,800,1000,1200,1500,2000",
+                        help="the ramp's rates (requests/s)")
+    parser.add_argument("--step-seconds", type=float, default=8.0, help="length of a ramp step")
+    parser.add_argument("--p99-ms", type=float, default=10.0, help="the ramp's p99 bound")
     args = parser.parse_args()
+    args.rates = [float(r) for r in args.rates.split(",")]
+    worker_counts = [int(w) for w in args.workers.split(",")]
     started = time.monotonic()
     config, payloads = build_workspace()
     print(f"demo workspace with a production {MODEL} model: {time.monotonic() - started:.0f}s "
@@ -352,7 +388,10 @@ def main() -> int:
           f"(latency from the scheduled send time, ms)")
     print(f"  {'':<34}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}{'throughput':>11}{'errors':>8}")
     load_before = os.getloadavg()[0]
-    results = {"event loop": run_mode(config, payloads, args, threadpool=False)}
+    results = {}
+    for workers in worker_counts:
+        name = "event loop" + (f", {workers} processes" if workers > 1 else "")
+        results[name] = run_mode(config, payloads, args, threadpool=False, workers=workers)
     if args.also_threadpool:
         results["threadpool"] = run_mode(config, payloads, args, threadpool=True)
     errors = 0
@@ -367,6 +406,9 @@ def main() -> int:
               f"({verdict} the target p99 < 25 ms, 0 errors)")
         print(f"  ratios: p50 / GET /health p50 = {predict['p50'] / health['p50']:.2f}; "
               f"p50 / in-process batch-path one-row predict = {predict['p50'] / batch_ms:.2f}")
+        if "max_rate" in predict:
+            print(f"  highest rate with p99 <= {args.p99_ms:g} ms: {predict['max_rate'] or 0:g} "
+                  "requests/s")
     return 1 if errors else 0
 
 

@@ -344,6 +344,9 @@ class ServeConfig(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    # Server processes sharing the port (`retrain serve --workers N`): each loads the models,
+    # follows the registry and writes its own batches of the prediction log.
+    workers: int = Field(default=1, ge=1, le=64)
     # Bearer token for endpoints that change state; read from this environment variable.
     token_env: str = "RETRAIN_SERVE_TOKEN"
     refresh_seconds: float = Field(default=1.0, gt=0)  # how often the registry is re-read

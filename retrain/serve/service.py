@@ -15,6 +15,7 @@ the last routing state read; ``/health`` says the registry is unreachable.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -290,7 +291,7 @@ class PredictionService:
             status = "ok"
         return {"status": status, "registry": registry, "models": sorted(self._known),
                 "loaded_versions": self.cache.loaded(), "broken_versions": broken,
-                "log": self.writer.stats()}
+                "log": self.writer.stats(), "process": os.getpid()}
 
 
 def _plain(label: Any) -> Any:

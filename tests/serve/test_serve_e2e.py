@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -64,10 +65,9 @@ def workspace_with_two_versions(make_workspace) -> Workspace:
     return ws
 
 
-@pytest.fixture
-def server(workspace_with_two_versions, tmp_path):
+@contextmanager
+def serving(ws: Workspace, tmp_path: Path, *options: str):
     """`retrain serve` in its own process; always stopped, whatever the test does."""
-    ws = workspace_with_two_versions
     port = free_port()
     env = {**os.environ, "RETRAIN_SERVE_TOKEN": TOKEN, "PYTHONPATH": str(ROOT),
            "RETRAIN_SERVE__REFRESH_SECONDS": str(REFRESH), "RETRAIN_SERVE__LOG_FLUSH_SECONDS": "0.1"}
@@ -75,7 +75,7 @@ def server(workspace_with_two_versions, tmp_path):
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "retrain.cli", "serve", "--config",
-             str(ws.settings.base_dir / "retrain.toml"), "--port", str(port)],
+             str(ws.settings.base_dir / "retrain.toml"), "--port", str(port), *options],
             env=env, stdout=log_file, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -99,6 +99,12 @@ def server(workspace_with_two_versions, tmp_path):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture
+def server(workspace_with_two_versions, tmp_path):
+    with serving(workspace_with_two_versions, tmp_path) as running:
+        yield running
 
 
 def features(frame, i: int) -> dict:
@@ -192,3 +198,54 @@ def test_an_ab_test_runs_through_the_live_service_and_its_winner_is_served(serve
     assert in_test >= 600
     assert logged >= 600 + 50 + 2 and outcomes == 600
     assert sent["log"]["predictions"]["dropped"] == 0
+
+
+@pytest.mark.slow
+def test_several_server_processes_share_the_port_the_registry_and_the_log(
+        workspace_with_two_versions, tmp_path):
+    """`retrain serve --workers 2`: both processes answer; each follows the registry; every
+    prediction and every outcome (sent to whichever process) is logged exactly once."""
+    ws = workspace_with_two_versions
+    frame = generate_month(3, 400, drifted=False, seed=5)
+    with serving(ws, tmp_path, "--workers", "2") as (_, client, proc, log_path):
+        base = str(client.base_url)
+
+        def burst(prefix: str, n: int) -> tuple[dict, set[int]]:
+            """``n`` predictions over fresh connections from 8 threads, so the kernel hands
+            them to both processes; the pids that answered /health in between."""
+            from concurrent.futures import ThreadPoolExecutor
+
+            def one(i: int):
+                with httpx.Client(base_url=base, headers=AUTH, timeout=10) as c:
+                    r = c.post("/predict/lightgbm", json={"request_id": f"{prefix}-{i}",
+                                                          "features": features(frame, i)})
+                    pid = c.get("/health").json()["process"]
+                return r, pid
+
+            with ThreadPoolExecutor(8) as pool:
+                results = list(pool.map(one, range(n)))
+            assert all(r.status_code == 200 for r, _ in results), [r.text for r, _ in results
+                                                                    if r.status_code != 200][:3]
+            return {f"{prefix}-{i}": r.json() for i, (r, _) in enumerate(results)}, \
+                {pid for _, pid in results}
+
+        answers, pids = burst("one", 300)
+        assert len(pids) == 2 and proc.pid not in pids, pids
+        assert {a["version"] for a in answers.values()} == {"lightgbm-v1"}
+        # Outcomes, sent to whichever process takes the connection.
+        for i, request_id in enumerate(answers):
+            with httpx.Client(base_url=base, headers=AUTH, timeout=10) as c:
+                assert c.post("/feedback", json={"request_id": request_id,
+                                                 "label": i % 2}).status_code == 202
+        # A promotion is followed by every process within its refresh interval.
+        ws.registry.promote("lightgbm-v2", reason="test", actor="test")
+        time.sleep(4 * REFRESH + 1)
+        after, pids = burst("two", 200)
+        assert len(pids) == 2 and {a["version"] for a in after.values()} == {"lightgbm-v2"}
+    assert proc.returncode is not None
+    # Both processes wrote their batches at shutdown: each row once, none lost.
+    with ws.registry.reading() as s:
+        logged = s.exec(select(PredictionLog.request_id)).all()
+        outcomes = s.exec(select(Feedback.request_id)).all()
+    assert sorted(logged) == sorted([*answers, *after])
+    assert sorted(outcomes) == sorted(answers)
