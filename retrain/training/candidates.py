@@ -80,8 +80,8 @@ def train_candidates(ws: Workspace, models: list[str], data: TrainingData | Trai
         log.info("fitting %d models %s", len(jobs), pool.description)
     with closing(pool.map(fit_candidate, jobs)) as fitted:
         for name, result in fitted:
-            out[name] = _register(ws.for_model(name), name, jobs[name], result,
-                                  data.of_model(name), reason, features[name])
+            out[name] = _register(ws.for_model(name), name, result, data.of_model(name),
+                                  reason, features[name])
     return {name: out[name] for name in models}
 
 
@@ -110,7 +110,7 @@ def fit_job(ws: Workspace, model_name: str, data: TrainingData, schema: Schema |
                   _window_profile(ws, data, schema), concurrency)
 
 
-def _register(ws: Workspace, name: str, job: FitJob, result: FitResult | Exception,
+def _register(ws: Workspace, name: str, result: FitResult | Exception,
               data: TrainingData, reason: str, features: CandidateFeatures) -> Candidate:
     """``name``'s candidate from what its fit gave: registered, or the error."""
     if isinstance(result, Exception):  # the fit never returned: its worker died, say
