@@ -6,6 +6,11 @@ The library writes the sequence once (``retrain.pipeline.run``); this module onl
 a step runs. A step's inputs (the run's context, typed values, data frames) are not Prefect
 parameters: they travel in a context variable, and the subflow's parameters are the run's
 models and reason, which the dashboard can show and filter on.
+
+A step that fits models (``retrain-models``) runs as a subflow on the task runner
+``[orchestration]`` names, and fits each model as a task of it, ``train · <model>``
+(``retrain_prefect.training``); the step itself, and so every registration, stays in the
+subflow's own process.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from prefect.runtime import flow_run
 from retrain.pipeline.context import RunContext
 from retrain.pipeline.runner import StepInfo, step_info
 from retrain_prefect.common import untagged
+from retrain_prefect.training import PrefectModelPool, task_runner_for
 
 T = TypeVar("T")
 
@@ -87,6 +93,14 @@ class PrefectRunner:
     def __call__(self, fn: Callable[..., T], context: RunContext, *inputs: Any) -> T:
         info = step_info(fn)
         prefect_object = _prefect_object(info)
+        pool = context.model_pool
+        if info.fits_models and info.kind == "flow":
+            orchestration = context.workspace.settings.orchestration
+            # This run's task runner (a Dask cluster started for the subflow, say), and a pool
+            # whose fits are tasks on it.
+            prefect_object = prefect_object.with_options(
+                task_runner=task_runner_for(orchestration))
+            context.model_pool = PrefectModelPool(orchestration)
         token = _CALL.set((fn, context, inputs, self.publishers.get(info.name)))
         try:
             if info.kind == "task":
@@ -95,3 +109,4 @@ class PrefectRunner:
             return prefect_object(context.models, context.reason)
         finally:
             _CALL.reset(token)
+            context.model_pool = pool

@@ -1,6 +1,7 @@
 """What every step of one run shares: the workspace, the models and why, the production
 version of each model when the run began (read once), and the services an orchestrator may
-supply (the notifier with its secrets, the approver that pauses for a person)."""
+supply (the notifier with its secrets, the approver that pauses for a person, the pool the
+models are fitted in)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from retrain.workspace import Workspace
 if TYPE_CHECKING:
     from retrain.promotion.approval import Approver
     from retrain.registry.tables import ModelVersion
+    from retrain.training.pools import ModelPool
 
 log = logging.getLogger("retrain")
 
@@ -50,6 +52,9 @@ class RunContext:
     failed: dict[str, str] = field(default_factory=dict)
     # Candidates an earlier run left undecided, marked abandoned by this one.
     abandoned: list[str] = field(default_factory=list)
+    # Where the models of a step that fits them are fitted (threads, processes, a Dask
+    # cluster): supplied by the runner for the step's duration (``retrain.pipeline.runner``).
+    model_pool: "ModelPool | None" = None
 
     @classmethod
     def open(cls, ws: Workspace, models: list[str] | str | None = None, *, reason: str = "manual",

@@ -131,14 +131,16 @@ def load_new_data(context: RunContext, plan: RetrainPlan) -> TrainingSets:
     return load_training_sets(context.workspace, plan.to_train, context.production)
 
 
-@step("retrain-models")
+@step("retrain-models", fits_models=True)
 def retrain_models(context: RunContext, plan: RetrainPlan,
                    data: TrainingSets) -> dict[str, Candidate]:
     """Train and register one candidate per model that needs it; one model's failure does not
     stop the others."""
     log.info("retraining %s", ", ".join(f"{n} ({plan.trigger(n)})" for n in plan.to_train))
+    # The fits may run at once, in the pool the runner supplies; the registrations are made
+    # here, in the run's process, one model at a time.
     return train_candidates(context.workspace, plan.to_train, data, context.reason,
-                            context.production)
+                            context.production, pool=context.model_pool)
 
 
 @step("evaluate-models")

@@ -9,7 +9,10 @@ each step a subflow or task named as the step.
 The parent run is named after its models and reason and tagged ``model:<name>`` and
 ``reason:<reason>``. Each step publishes its events and artifacts from inside its own run
 (``retrain_prefect.events``, ``retrain_prefect.dashboard``); where approval is required,
-``deploy-models`` pauses for it (``retrain_prefect.approval``).
+``deploy-models`` pauses for it (``retrain_prefect.approval``). ``retrain-models`` runs on the
+task runner ``[orchestration]`` names (threads, processes, a Dask cluster), each model's fit a
+task ``train · <model>`` of it; the registrations are made in its own process
+(``retrain_prefect.training``).
 """
 
 from __future__ import annotations
