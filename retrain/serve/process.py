@@ -16,14 +16,14 @@ from __future__ import annotations
 import os
 
 from retrain.config import ENV_CONFIG
+from retrain.serve import build_app, serve_token
+from retrain.workspace import Workspace
 
 ENV_THREADPOOL = "RETRAIN_SERVE_PREDICT_IN_THREADPOOL"
 
 
 def worker_app():
     """The app of one worker process (uvicorn calls it, ``factory=True``)."""
-    from retrain.serve import build_app, serve_token
-    from retrain.workspace import Workspace
     ws = Workspace.open(os.environ[ENV_CONFIG])
     return build_app(ws, serve_token(ws.settings.serve),
                      predict_in_threadpool=os.environ.get(ENV_THREADPOOL) == "1",
