@@ -290,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window-rows", type=int, default=20_000_000,
                         help="rows of that window (default 20000000)")
     parser.add_argument("--keep", type=Path, help="build that case's workspace here and keep it")
-    parser.add_argument("--child", nargs=3, metavar=("MODE", "DIR", "LIMIT"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("MODE", "DIR", "LIMIT"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     if args.child:

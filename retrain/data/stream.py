@@ -60,7 +60,7 @@ def count_rows(lf: pl.LazyFrame) -> int:
     return int(lf.select(pl.len()).collect(engine=STREAMING).item())
 
 
-def sample_key(lf: pl.LazyFrame, key: Sequence[str] | None = None,
+def with_sample_key(lf: pl.LazyFrame, key: Sequence[str] | None = None,
                seed: int = SAMPLE_SEED) -> pl.LazyFrame:
     """``lf`` with the 64-bit sampling key of each row (see the module's docstring) as a
     column; ``key``: the columns that identify a row, or None for its position."""
@@ -88,7 +88,7 @@ def sample_window(lf: pl.LazyFrame, max_rows: int | None, *,
     if max_rows is None or rows <= max_rows:
         whole = lf if selected is None else lf.select(selected)
         return WindowSample(whole.collect(engine=STREAMING), rows)
-    keyed = sample_key(lf, key, seed)
+    keyed = with_sample_key(lf, key, seed)
     keyed = keyed.select([*(selected or lf.collect_schema().names()), _KEY])
     # Five standard deviations of the Bernoulli count above max_rows: fewer than max_rows
     # rows pass about once in 3.5 million windows, and then the next pass takes more.
@@ -110,4 +110,4 @@ def sample_window(lf: pl.LazyFrame, max_rows: int | None, *,
     return WindowSample(sample, rows)
 
 
-__all__ = ["SAMPLE_SEED", "WindowSample", "count_rows", "sample_key", "sample_window"]
+__all__ = ["SAMPLE_SEED", "WindowSample", "count_rows", "with_sample_key", "sample_window"]

@@ -290,9 +290,10 @@ def compute_drift(reference: Any, current: Any, *, methods: Sequence[str] | None
     """Per-feature drift of ``current`` against ``reference`` and the dataset decision.
 
     ``reference``: a polars/pandas DataFrame or a :class:`ReferenceProfile`; ``current``: a
-    polars/pandas DataFrame, or a profile of the current window (its statistics computed in
-    a stream, such as the label counts of a window too large to collect; not sampled again). Features default to the reference's columns (or the profile's
-    schema); string/categorical columns are categorical, plus those named in ``categorical``.
+    polars/pandas DataFrame, or a profile of the current window (statistics computed in a
+    stream, such as the class counts of a window too large to collect; not sampled again).
+    Features default to the reference's columns (or the profile's schema); string/categorical
+    columns are categorical, plus those named in ``categorical``.
     Settings not given come from ``config`` (default: ``DriftConfig()``). ``max_rows``
     samples each frame to at most that many rows (seeded); by default nothing is sampled.
     Missing values (null, NaN, +-inf) are dropped per column, as Evidently does.
@@ -311,9 +312,12 @@ def compute_drift(reference: Any, current: Any, *, methods: Sequence[str] | None
     if decision != "share":  # every feature needs its p-value test
         methods = tuple(dict.fromkeys([*methods, "ks", "chi2_homogeneity"]))
 
-    cur_samples = current.features if isinstance(current, ReferenceProfile) else None
-    if cur_samples is None:
+    if isinstance(current, ReferenceProfile):
+        cur_samples, current_rows = current.features, current.rows
+        current_columns = current.features
+    else:
         current = _to_polars(current, "current")
+        cur_samples, current_rows, current_columns = None, current.height, current.columns
     if isinstance(reference, ReferenceProfile):
         schema = reference.schema if features is None else Schema(
             tuple(features), tuple(f for f in features if f in reference.schema.categorical))
@@ -328,15 +332,14 @@ def compute_drift(reference: Any, current: Any, *, methods: Sequence[str] | None
             raise DataValidationError(None, "the drift reference window is empty")
         reference = sample_rows(reference.select(schema.features), max_rows)
         ref_samples, reference_rows = None, reference.height
-    if (current.rows if cur_samples is not None else current.height) == 0:
+    if current_rows == 0:
         raise DataValidationError(None, "no rows newer than the production training window")
-    missing = [c for c in schema.features
-               if c not in (cur_samples if cur_samples is not None else current.columns)]
+    missing = [c for c in schema.features if c not in current_columns]
     if missing:
         raise DataValidationError(missing[0], "feature column is missing from the current window")
     if cur_samples is None:
         current = sample_rows(current.select(schema.features), max_rows)
-    current_rows = current.rows if cur_samples is not None else current.height
+        current_rows = current.height
 
     def one(col: str) -> list[MethodResult]:
         kind = "categorical" if col in schema.categorical else "numeric"

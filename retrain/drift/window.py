@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from retrain.data import Schema, validate_frame
+from retrain.data import Schema, validate_frame, validate_window
 from retrain.data.stream import WindowSample, count_rows, sample_window
-from retrain.data.validation import validate_window
 from retrain.errors import DataValidationError
 from retrain.stats.drift import CategoricalSample, NumericSample, categorical_counts, numeric_sample
 

@@ -19,9 +19,8 @@ import pytest
 from scipy import stats
 
 from conftest import SMALL
-from retrain.data import Schema, validate_frame
+from retrain.data import Schema, validate_frame, validate_window
 from retrain.data.stream import count_rows, sample_window
-from retrain.data.validation import validate_window
 from retrain.demo import append_drifted_month, write_large_month, write_workspace
 from retrain.drift import compute_drift, detect_drift
 from retrain.drift.check import _prediction_drift, check_drift, reference_profile
@@ -57,7 +56,8 @@ def test_the_sample_is_deterministic_exactly_max_rows_and_uniform(key):
     assert stats.kstest(positions.to_numpy() / 200_000, "uniform").pvalue > 0.01
     whole = lf.collect().get_column("x").to_numpy()
     assert stats.ks_2samp(first.frame.get_column("x").to_numpy(), whole).pvalue > 0.01
-    assert sample_window(lf, 2_000, key=key, seed=1).frame["position"].to_list() != positions.to_list()
+    other_seed = sample_window(lf, 2_000, key=key, seed=1).frame.get_column("position")
+    assert other_seed.to_list() != positions.to_list()
 
 
 def test_a_window_that_fits_comes_back_whole_and_one_row_more_is_cut_to_max_rows():
@@ -138,7 +138,8 @@ def test_a_window_that_fits_gives_the_report_of_loading_it_whole(bootstrapped, t
 
     # What the check did before it streamed: load the windows whole.
     profile, source = reference_profile(ws, production)
-    current = ws.store.rows(after=production.train_end, labeled=False).select(schema.features).collect()
+    newer = ws.store.rows(after=production.train_end, labeled=False)
+    current = newer.select(schema.features).collect()
     assert check.result.as_dict() == detect_drift(profile, current, schema, cfg).as_dict()
     labels = ws.store.rows(after=production.train_end).select(target).collect()
     label_reference = ReferenceProfile(Schema((target,), (target,)), {target: profile.label},
@@ -223,8 +224,9 @@ def test_a_window_four_times_the_memory_the_check_may_use_is_checked(bootstrappe
     env = {**os.environ, "POLARS_MAX_THREADS": "2", "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", CHILD, str(directory), str(budget)], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, (f"the check did not finish within {budget >> 20} MiB more "
-                                  f"memory (window {window_bytes >> 20} MiB): {done.stderr[-2000:]}")
+    assert done.returncode == 0, (
+        f"the check did not finish within {budget >> 20} MiB more memory (window "
+        f"{window_bytes >> 20} MiB): {done.stderr[-2000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["window_rows"] == rows and result["current_rows"] == 2000
     assert result["detected"]
