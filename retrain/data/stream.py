@@ -22,7 +22,8 @@ The scan keeps the rows whose key falls in the lowest ``(max_rows + margin) / ro
 key range, a Bernoulli sample a few standard deviations larger than ``max_rows`` (the margin),
 and the ``max_rows`` of them with the smallest keys are the sample: a uniform sample without
 replacement of exactly ``max_rows`` rows (a bottom-k sample), the same rows every time for the
-same window. A window of at most ``max_rows`` rows is returned whole, in its order.
+same window. A window of at most ``max_rows`` rows is returned whole, in its order. (The
+hash is polars' own: the same rows for the same polars version; an upgrade may draw others.)
 """
 
 from __future__ import annotations
