@@ -15,12 +15,30 @@ with ties, integer-valued with few distinct values, some missing values, some sh
 
 and prints the times, the ratio, peak memory, and the largest relative difference between our
 values and Evidently's.
+
+    .venv/bin/python bench/drift.py --larger-than-memory [--window-rows 20000000]
+
+Larger than memory: the demo workspace with lightgbm in production, then a month of
+WINDOW_ROWS new applications in one Parquet file (row groups of 100 000 rows). Each check runs
+in a child process that first checks two hours of the window (what every check pays once:
+thread pools, the model, SciPy), then, with ``RLIMIT_DATA`` set to what it holds plus a fifth of
+the window's features in memory, checks the whole window:
+
+1. ``check_drift`` (features, label and prediction drift), streamed;
+2. the feature drift alone, streamed (the window sampled in the scan to ``[drift] max_rows``);
+3. the feature drift as it was computed before: the window loaded whole, then sampled; once
+   without a limit (its memory) and once under the same limit.
+
+Each prints its wall time, its peak resident memory during the check (VmHWM, reset before
+it) and above the RSS before it, and the child's ``ru_maxrss`` (imports and warm-up included).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
+import logging
 import os
 import sys
 import threading
@@ -146,14 +164,141 @@ def run_evidently(reference: pl.DataFrame, current: pl.DataFrame, mode: str) -> 
     return values
 
 
+def _vm_data() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmData:"):
+            return int(line.split()[1]) * 1024
+    raise OSError("no VmData in /proc/self/status")
+
+
+def child(mode: str, directory: str, limit: int) -> int:
+    """One check of the larger-than-memory case, in this (child) process; prints JSON."""
+    import resource
+    from datetime import timedelta
+
+    from retrain.data import validate_frame
+    from retrain.drift import detect_drift
+    from retrain.drift.check import check_drift, reference_profile
+    from retrain.drift.profile import sample_rows
+    from retrain.drift.window import feature_sample
+    from retrain.workspace import Workspace
+
+    ws = Workspace.open(Path(directory) / "retrain.toml").for_model("lightgbm")
+    ws.settings.drift.save_reports = False
+    cfg = ws.settings.drift
+    production = ws.registry.production_version("lightgbm")
+    schema = Schema.from_dict(production.feature_schema)
+    profile, _ = reference_profile(ws, production)
+
+    def run():
+        newer = ws.store.rows(after=production.train_end, labeled=False)
+        if mode == "check":
+            check = check_drift(ws, "lightgbm")
+            return check.current_window_rows, check.result
+        if mode == "streamed":
+            window = feature_sample(ws, newer, schema, cfg.max_rows, validate_as="drift current")
+            return window.window_rows, detect_drift(profile, window.frame, schema, cfg)
+        current = newer.select(schema.features).collect()  # as before: the window whole
+        validate_frame(current, schema, target=None, what="drift current")
+        return current.height, detect_drift(profile, sample_rows(current, cfg.max_rows), schema, cfg)
+
+    ws.store.as_of = production.train_end + timedelta(hours=2)
+    run()  # what every check pays once
+    ws.store.as_of = None
+    gc.collect()
+    if limit:
+        resource.setrlimit(resource.RLIMIT_DATA, (_vm_data() + limit, resource.RLIM_INFINITY))
+    with PeakRSS() as mem:  # the check's own peak (the high-water mark reset before it)
+        t = time.perf_counter()
+        window_rows, report = run()
+        seconds = time.perf_counter() - t
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # the process's peak
+    print(json.dumps({"seconds": seconds, "peak": mem.peak, "added": mem.peak - mem.before,
+                      "maxrss": maxrss, "window_rows": window_rows,
+                      "current_rows": report.current_rows,
+                      "drifted": len(report.drifted_features)}))
+    return 0
+
+
+def larger_than_memory(window_rows: int, keep: Path | None) -> int:
+    """The larger-than-memory case (see the module's docstring)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from retrain.demo import write_large_month, write_workspace
+    from retrain.pipeline import run_pipeline
+    from retrain.workspace import Workspace
+
+    base = keep or Path(tempfile.mkdtemp(prefix="retrain-bench-drift-"))
+    try:
+        directory = base / "ws"
+        t = time.perf_counter()
+        ws = Workspace.open(write_workspace(directory, months=4, rows_per_month=2500, trees=40))
+        ws.settings.drift.save_reports = False
+        run_pipeline(ws, models=["lightgbm"])
+        path = write_large_month(directory, index=4, rows=window_rows, chunk_rows=100_000)
+        production = ws.registry.production_version("lightgbm")
+        schema = Schema.from_dict(production.feature_schema)
+        head = pl.scan_parquet(path).select(schema.features).head(100_000).collect()
+        window = head.estimated_size() * window_rows // head.height
+        limit = window // 5
+        print(f"window: {window_rows:,} rows x {len(schema.features)} features in one Parquet file "
+              f"({gib(path.stat().st_size)} on disk, {gib(window)} loaded); written in "
+              f"{time.perf_counter() - t:.0f} s; {os.cpu_count()} CPUs; [drift] max_rows "
+              f"{ws.settings.drift.max_rows:,}", flush=True)
+        print(f"memory limit of each limited child: what it holds after a warm-up check plus "
+              f"{gib(limit)} (RLIMIT_DATA; the window is {window / limit:.1f}x that)", flush=True)
+        results = {}
+        runs = [("check", limit, "check_drift, streamed (features, label, prediction)"),
+                ("streamed", limit, "feature drift, streamed"),
+                ("in-memory", 0, "feature drift, window loaded whole (as before), no limit"),
+                ("in-memory", limit, "feature drift, window loaded whole (as before), limited")]
+        for mode, run_limit, title in runs:
+            done = subprocess.run([sys.executable, __file__, "--child", mode, str(directory),
+                                   str(run_limit)], capture_output=True, text=True)
+            if done.returncode != 0:
+                lines = [l for l in done.stderr.strip().splitlines() if "backtrace" not in l]
+                last = ("out of memory: an allocation failed" if "memory allocation" in done.stderr
+                        else (lines or ["(no output)"])[-1][:120])
+                print(f"  {title}: FAILED (exit {done.returncode}: {last})", flush=True)
+                continue
+            r = results[(mode, run_limit)] = json.loads(done.stdout.strip().splitlines()[-1])
+            print(f"  {title}: {r['seconds']:.1f} s, peak RSS during the check {gib(r['peak'])} "
+                  f"({gib(r['added'])} above the RSS before it; ru_maxrss {gib(r['maxrss'])}), "
+                  "statistics on "
+                  f"{r['current_rows']:,} of {r['window_rows']:,} rows, {r['drifted']} features "
+                  "drifted", flush=True)
+        streamed, loaded = results.get(("streamed", limit)), results.get(("in-memory", 0))
+        if streamed and loaded:
+            print(f"streamed vs loaded whole: {loaded['peak'] / streamed['peak']:.1f}x less peak "
+                  f"memory, {loaded['seconds'] / streamed['seconds']:.1f}x the speed")
+        return 0 if ("check", limit) in results and streamed else 1
+    finally:
+        if keep is None:
+            shutil.rmtree(base, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows per side (default 1000000)")
     parser.add_argument("--cols", type=int, default=50, help="numeric features (default 50)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--evidently", choices=["valuedrift", "preset"], default="valuedrift")
+    parser.add_argument("--larger-than-memory", action="store_true",
+                        help="only the case of a window larger than the memory a check may use")
+    parser.add_argument("--window-rows", type=int, default=20_000_000,
+                        help="rows of that window (default 20000000)")
+    parser.add_argument("--keep", type=Path, help="build that case's workspace here and keep it")
+    parser.add_argument("--child", nargs=3, metavar=("MODE", "DIR", "LIMIT"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
+    if args.child:
+        return child(args.child[0], args.child[1], int(args.child[2]))
+    if args.larger_than_memory:
+        logging.getLogger("retrain").setLevel(logging.ERROR)  # not the bootstrap's notices
+        return larger_than_memory(args.window_rows, args.keep)
 
     print(f"data: {args.rows:,} rows x {args.cols} numeric features, reference and current", flush=True)
     reference, current = make_frames(args.rows, args.cols, args.seed)

@@ -78,6 +78,12 @@ def generate_month(index: int, rows: int, *, drifted: bool, seed: int,
     end = _month_start(start.year, start.month + index + 1)
     seconds = rng.uniform(0, (end - begin).total_seconds(), rows)
     applied_at = [begin + timedelta(seconds=float(s)) for s in np.sort(seconds)]
+    return pl.DataFrame({"application_id": [f"a{index:02d}{i:06d}" for i in range(rows)],
+                         "applied_at": applied_at, **_applications(rng, rows, drifted, task)})
+
+
+def _applications(rng: np.random.Generator, rows: int, drifted: bool, task: str) -> dict:
+    """The features and the target of ``rows`` applications, drawn from ``rng``."""
     income = rng.lognormal(mean=10.9 if not drifted else 10.6, sigma=0.45, size=rows)
     credit = np.clip(rng.normal(680 if not drifted else 650, 60, rows), 300, 850).round()
     age = np.clip(rng.normal(40, 11, rows), 18, 80).round()
@@ -110,14 +116,12 @@ def generate_month(index: int, rows: int, *, drifted: bool, seed: int,
         target = {"loss_amount": (loan * risk * share).round(2)}
     else:
         target = {"defaulted": default.astype(np.int8)}
-    return pl.DataFrame({
-        "application_id": [f"a{index:02d}{i:06d}" for i in range(rows)],
-        "applied_at": applied_at,
+    return {
         "income": income.round(2), "loan_amount": loan, "credit_score": credit, "age": age,
         "debt_to_income": dti.round(4), "months_employed": months_employed,
         "open_accounts": open_accounts, "interest_rate": rate.round(2),
         "home_ownership": home, "purpose": purpose, **target,
-    })
+    }
 
 
 def write_workspace(directory: Path, *, months: int = 6, rows_per_month: int = 2500,
@@ -156,4 +160,42 @@ def append_drifted_month(directory: Path, *, index: int = 6, rows: int = 5000, s
     path = directory / "data" / f"applications_{index + 1:02d}.parquet"
     generate_month(index, rows, drifted=True, seed=seed,
                    task=workspace_task(directory)).write_parquet(path)
+    return path
+
+
+def write_large_month(directory: Path, *, index: int, rows: int, seed: int = 7,
+                      drifted: bool = True, start: datetime = datetime(2026, 1, 1),
+                      chunk_rows: int = 500_000) -> Path:
+    """Write month ``index`` of ``rows`` applications to the workspace's data folder, a
+    chunk (and Parquet row group) of ``chunk_rows`` rows at a time, so a month larger than
+    memory can be written (to try the drift check on one). The same distributions as
+    ``generate_month``; the rows themselves differ."""
+    import pyarrow.parquet as pq  # late: only this writer needs pyarrow's writer
+
+    path = directory / "data" / f"applications_{index + 1:02d}.parquet"
+    begin = _month_start(start.year, start.month + index)
+    span_us = int((_month_start(start.year, start.month + index + 1) - begin).total_seconds() * 1e6)
+    task = workspace_task(directory)
+    writer = None
+    try:
+        for first in range(0, rows, chunk_rows):
+            n = min(chunk_rows, rows - first)
+            rng = np.random.default_rng([seed, index, first])
+            # The chunk's slice of the month, its rows in time order.
+            lo, hi = span_us * first // rows, span_us * (first + n) // rows
+            offsets = np.sort(rng.integers(lo, hi, n))
+            chunk = pl.DataFrame({
+                "application_id": pl.int_range(first, first + n, eager=True),
+                "applied_at": pl.Series(offsets).cast(pl.Duration("us")) + begin,
+                **_applications(rng, n, drifted, task),
+            }).with_columns(pl.format("a{}{}", pl.lit(f"{index:02d}"),
+                                      pl.col("application_id").cast(pl.String).str.zfill(9))
+                            .alias("application_id"))
+            table = chunk.to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table, row_group_size=chunk_rows)
+    finally:
+        if writer is not None:
+            writer.close()
     return path

@@ -1,4 +1,5 @@
-"""Checks of a collected window before it is used, its content hash, and the split by time.
+"""Checks of a window before it is used (collected, or in a stream), its content hash, and
+the split by time.
 
 Every problem is a ``DataValidationError`` that names the column and what is wrong.
 """
@@ -15,20 +16,46 @@ from retrain.errors import DataValidationError
 from retrain.tasks import check_target
 
 
+def _feature_checks(schema: Schema, columns: pl.Schema) -> list[pl.Expr]:
+    """What ``validate_frame`` checks of the features, as aggregates (one row)."""
+    checks = [pl.len().alias("rows")]
+    for i, col in enumerate(schema.features):
+        checks.append(pl.col(col).null_count().alias(f"nulls{i}"))
+        if col not in schema.categorical and columns[col].is_float():
+            checks.append(pl.col(col).is_infinite().any().alias(f"infinite{i}"))
+    return checks
+
+
+def _raise_on(checks: dict, schema: Schema, what: str) -> None:
+    if checks["rows"] == 0:
+        raise DataValidationError(None, f"the {what} window is empty")
+    for i, col in enumerate(schema.features):
+        if checks[f"nulls{i}"] == checks["rows"]:
+            raise DataValidationError(col, f"all values are null in the {what} window")
+        if checks.get(f"infinite{i}"):
+            raise DataValidationError(col, f"non-finite values (inf) in the {what} window")
+
+
 def validate_frame(df: pl.DataFrame, schema: Schema, *, target: str | None, what: str,
                    require_two_classes: bool = False, task: str = "binary") -> None:
     """Check a collected window before it is used; raise ``DataValidationError`` on a problem."""
     if df.height == 0:
         raise DataValidationError(None, f"the {what} window is empty")
-    for col in schema.features:
-        series = df.get_column(col)
-        if series.null_count() == df.height:
-            raise DataValidationError(col, f"all values are null in the {what} window")
-        if col not in schema.categorical and series.dtype.is_float():
-            if series.is_infinite().any():
-                raise DataValidationError(col, f"non-finite values (inf) in the {what} window")
+    _raise_on(df.select(_feature_checks(schema, df.schema)).row(0, named=True), schema, what)
     if target is not None:
         check_target(df.get_column(target), task, what, require_two_classes)
+
+
+def validate_window(lf: pl.LazyFrame, schema: Schema, *, what: str) -> int:
+    """The feature checks of ``validate_frame`` on a lazy window, run in a stream (for a
+    window too large to collect); returns its row count."""
+    missing = [c for c in schema.features if c not in lf.collect_schema()]
+    if missing:
+        raise DataValidationError(missing[0], f"feature column is missing from the {what} window")
+    checks = (lf.select(_feature_checks(schema, lf.collect_schema()))
+              .collect(engine="streaming").row(0, named=True))
+    _raise_on(checks, schema, what)
+    return int(checks["rows"])
 
 
 def fingerprint(df: pl.DataFrame) -> str:

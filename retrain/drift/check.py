@@ -9,6 +9,10 @@ Three parts, reported separately:
 The reference side comes from the version's stored profile (computed at training); versions
 without one read their training window instead, which gives the same numbers. Which parts
 can trigger retraining is ``[drift] trigger_on`` (default: features only).
+
+The current window is read in a stream and, when it has more than ``[drift] max_rows`` rows,
+sampled as it is read (:mod:`retrain.drift.window` says what is computed on what), so a
+window larger than memory can be checked.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from typing import Any
 import polars as pl
 
 from retrain.config import DriftConfig
-from retrain.data import Schema, validate_frame
+from retrain.data import Schema
 from retrain.drift.compute import DriftReport, compute_drift, detect_drift
 from retrain.drift.profile import ReferenceProfile, sample_rows, window_profile, with_holdout
+from retrain.drift.window import described_rows, feature_sample, label_sample
 from retrain.drift.report_files import DriftReportFiles, report_directory, write_reports
 from retrain.drift.results import (DriftedFeature, DriftPart, FeatureRow, MethodRow, ModelDrift,
                                    ReportFiles)
@@ -69,6 +74,9 @@ class DriftCheck:
     reference: str = ""  # where the reference came from: "profile" or "window"
     triggered_by: list[str] = field(default_factory=list)  # features | label | prediction
     reports: DriftReportFiles | None = None
+    # Rows newer than the training window; the statistics see ``result.current_rows`` of them
+    # (all, or a sample of [drift] max_rows).
+    current_window_rows: int | None = None
 
     def summary(self) -> ModelDrift:
         """The check as a record (the run document's ``triggers.drift.models[name]``)."""
@@ -141,15 +149,16 @@ def _label_drift(ws: Workspace, version: ModelVersion, profile: ReferenceProfile
     target = ws.settings.data.target
     if profile.label is None or profile.label.n == 0:
         return None, "no labeled rows in the reference window"
-    labels = ws.store.rows(after=version.train_end).select(target).collect()
-    if labels.height == 0:
-        return None, "no newly labeled rows"
     # Class counts for a classification, the distribution of values for a regression.
-    categorical = (target,) if version.task != "regression" else ()
-    label_reference = ReferenceProfile(Schema((target,), categorical), {target: profile.label},
-                                       rows=profile.label.n, window_rows=profile.label.n,
-                                       max_rows=None)
-    return compute_drift(label_reference, labels, config=cfg), ""
+    labels = label_sample(ws, ws.store.rows(after=version.train_end), version.task, cfg.max_rows)
+    if described_rows(labels) == 0:
+        return None, "no newly labeled rows"
+    schema = Schema((target,), (target,) if version.task != "regression" else ())
+    label_reference = ReferenceProfile(schema, {target: profile.label}, rows=profile.label.n,
+                                       window_rows=profile.label.n, max_rows=None)
+    current = ReferenceProfile(schema, {target: labels}, rows=described_rows(labels),
+                               window_rows=described_rows(labels), max_rows=None)
+    return compute_drift(label_reference, current, config=cfg), ""
 
 
 def _prediction_drift(ws: Workspace, version: ModelVersion, profile: ReferenceProfile,
@@ -188,11 +197,12 @@ def check_drift(ws: Workspace, model_name: str, cache: dict[tuple, Any] | None =
         return DriftCheck(model_name, False, note="no production version yet")
     schema = Schema.from_dict(production.feature_schema)
     ws.store.schema(expected=schema)  # missing or retyped feature -> DataValidationError
-    current = ws.store.rows(after=production.train_end, labeled=False).select(schema.features).collect()
-    if current.height == 0:
+    # Read in a stream: a window of more than max_rows rows is sampled as it is read.
+    window = feature_sample(ws, ws.store.rows(after=production.train_end, labeled=False),
+                            schema, cfg.max_rows, validate_as="drift current")
+    if window.window_rows == 0:
         return DriftCheck(model_name, False, note="no rows newer than the production training window")
-    validate_frame(current, schema, target=None, what="drift current")
-    current = sample_rows(current, cfg.max_rows)
+    current = window.frame
 
     profile, source = reference_profile(ws, production, use_profile)
     key = (ws.dataset, production.train_start, production.train_end, schema.features,
@@ -212,7 +222,8 @@ def check_drift(ws: Workspace, model_name: str, cache: dict[tuple, Any] | None =
     check = DriftCheck(model_name, bool(triggered_by), features.drifted_features, features.share,
                        features, label=shared["label"], prediction=prediction,
                        label_note=shared["label_note"], prediction_note=prediction_note,
-                       reference=source, triggered_by=triggered_by)
+                       reference=source, triggered_by=triggered_by,
+                       current_window_rows=window.window_rows)
     if cfg.save_reports if save_reports is None else save_reports:
         directory = report_directory(ws.reports.root, model_name)
         check.reports = write_reports(

@@ -290,8 +290,10 @@ def compute_drift(reference: Any, current: Any, *, methods: Sequence[str] | None
     """Per-feature drift of ``current`` against ``reference`` and the dataset decision.
 
     ``reference``: a polars/pandas DataFrame or a :class:`ReferenceProfile`; ``current``: a
-    polars/pandas DataFrame. Features default to the reference's columns (or the profile's
-    schema); string/categorical columns are categorical, plus those named in ``categorical``.
+    polars/pandas DataFrame, or a profile of the current window (statistics computed in a
+    stream, such as the class counts of a window too large to collect; not sampled again).
+    Features default to the reference's columns (or the profile's schema); string/categorical
+    columns are categorical, plus those named in ``categorical``.
     Settings not given come from ``config`` (default: ``DriftConfig()``). ``max_rows``
     samples each frame to at most that many rows (seeded); by default nothing is sampled.
     Missing values (null, NaN, +-inf) are dropped per column, as Evidently does.
@@ -310,7 +312,12 @@ def compute_drift(reference: Any, current: Any, *, methods: Sequence[str] | None
     if decision != "share":  # every feature needs its p-value test
         methods = tuple(dict.fromkeys([*methods, "ks", "chi2_homogeneity"]))
 
-    current = _to_polars(current, "current")
+    if isinstance(current, ReferenceProfile):
+        cur_samples, current_rows = current.features, current.rows
+        current_columns = current.features
+    else:
+        current = _to_polars(current, "current")
+        cur_samples, current_rows, current_columns = None, current.height, current.columns
     if isinstance(reference, ReferenceProfile):
         schema = reference.schema if features is None else Schema(
             tuple(features), tuple(f for f in features if f in reference.schema.categorical))
@@ -325,18 +332,20 @@ def compute_drift(reference: Any, current: Any, *, methods: Sequence[str] | None
             raise DataValidationError(None, "the drift reference window is empty")
         reference = sample_rows(reference.select(schema.features), max_rows)
         ref_samples, reference_rows = None, reference.height
-    if current.height == 0:
+    if current_rows == 0:
         raise DataValidationError(None, "no rows newer than the production training window")
-    missing = [c for c in schema.features if c not in current.columns]
+    missing = [c for c in schema.features if c not in current_columns]
     if missing:
         raise DataValidationError(missing[0], "feature column is missing from the current window")
-    current = sample_rows(current.select(schema.features), max_rows)
+    if cur_samples is None:
+        current = sample_rows(current.select(schema.features), max_rows)
+        current_rows = current.height
 
     def one(col: str) -> list[MethodResult]:
         kind = "categorical" if col in schema.categorical else "numeric"
         make = categorical_sample if kind == "categorical" else numeric_sample
         ref = ref_samples[col] if ref_samples is not None else make(reference.get_column(col))
-        cur = make(current.get_column(col))
+        cur = cur_samples[col] if cur_samples is not None else make(current.get_column(col))
         if isinstance(ref, NumericSample) != isinstance(cur, NumericSample):
             raise DataValidationError(col, "numeric on one side and categorical on the other")
         return _feature_results(col, kind, ref, cur, methods, limits)
@@ -372,7 +381,7 @@ def compute_drift(reference: Any, current: Any, *, methods: Sequence[str] | None
             (r.threshold for rows in results for r in rows if r.method in PVALUE_TEST.values()), None)
     return DriftReport(detected=detected, share=share, drifted_features=drifted,
                        features=feature_list, reference_rows=reference_rows,
-                       current_rows=current.height, thresholds=report_thresholds,
+                       current_rows=current_rows, thresholds=report_thresholds,
                        rows=[r for rows in results for r in rows], methods=methods,
                        decision=decision)
 

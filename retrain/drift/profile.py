@@ -1,7 +1,7 @@
 """The reference profile: what a drift check needs of a version's training data, computed once.
 
 When a version is trained, its reference window (every row of its training window, labeled or
-not, sampled to ``[drift] max_rows`` with a fixed seed) is reduced to
+not, sampled to ``[drift] max_rows`` in a stream, see :mod:`retrain.drift.window`) is reduced to
 
 * per numeric feature: the sorted finite values (KS and PSI need the whole empirical
   distribution to give the same numbers as on the raw rows),
@@ -28,7 +28,10 @@ import numpy as np
 import polars as pl
 
 from retrain.data import Schema
-from retrain.stats.drift import CategoricalSample, NumericSample, categorical_sample, numeric_sample
+from retrain.data.stream import SAMPLE_SEED
+from retrain.drift.window import feature_sample, label_sample
+from retrain.stats.drift import (CategoricalSample, NumericSample, Sample, categorical_sample,
+                                 numeric_sample)
 from retrain.errors import ArtifactIntegrityError
 
 if TYPE_CHECKING:
@@ -37,7 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("retrain")
 
 PROFILE_FORMAT = "retrain-profile/1"
-SAMPLE_SEED = 0
 
 
 def sample_rows(df: pl.DataFrame, max_rows: int | None, seed: int = SAMPLE_SEED) -> pl.DataFrame:
@@ -141,17 +143,20 @@ class ReferenceProfile:
 
 
 def build_profile(reference: pl.DataFrame, schema: Schema, *, max_rows: int | None,
-                  report_rows: int, labels: pl.Series | None = None,
+                  report_rows: int, labels: pl.Series | Sample | None = None,
                   holdout_proba: np.ndarray | None = None,
                   holdout_labels: np.ndarray | None = None,
-                  numeric_label: bool = False) -> ReferenceProfile:
-    """The profile of a reference window (``reference``: its feature columns, unsampled)."""
+                  numeric_label: bool = False, window_rows: int | None = None) -> ReferenceProfile:
+    """The profile of a reference window (``reference``: its feature columns, unsampled, or
+    already sampled from a window of ``window_rows`` rows; ``labels``: the labels, or their
+    sample)."""
     sampled = sample_rows(reference.select(schema.features), max_rows)
+    if labels is not None and not isinstance(labels, (NumericSample, CategoricalSample)):
+        labels = numeric_sample(labels) if numeric_label else categorical_sample(labels)
     return ReferenceProfile(
         schema=schema, features=feature_samples(sampled, schema), rows=sampled.height,
-        window_rows=reference.height, max_rows=max_rows,
-        label=None if labels is None else (numeric_sample(labels) if numeric_label
-                                           else categorical_sample(labels)),
+        window_rows=reference.height if window_rows is None else window_rows, max_rows=max_rows,
+        label=labels,
         holdout_proba=holdout_proba, holdout_labels=holdout_labels,
         report_sample=sample_rows(sampled, report_rows))
 
@@ -160,14 +165,15 @@ def window_profile(ws: "Workspace", start: datetime, end: datetime, schema: Sche
                    task: str = "binary") -> ReferenceProfile:
     """The profile of the window ``[start, end]`` of the feature store: all its rows for the
     features (labeled or not), its labeled rows for the label (numeric for a regression
-    target). No holdout part."""
+    target). No holdout part. Read in a stream (:mod:`retrain.drift.window`): a window of
+    more than ``[drift] max_rows`` rows is sampled as it is read."""
     cfg = ws.settings
-    reference = ws.store.rows(start, end, labeled=False).select(schema.features).collect()
-    target = cfg.data.target
-    labels = ws.store.rows(start, end).select(target).collect().get_column(target)
-    return build_profile(reference, schema, max_rows=cfg.drift.max_rows,
+    max_rows = cfg.drift.max_rows
+    reference = feature_sample(ws, ws.store.rows(start, end, labeled=False), schema, max_rows)
+    labels = label_sample(ws, ws.store.rows(start, end), task, max_rows)
+    return build_profile(reference.frame, schema, max_rows=max_rows,
                          report_rows=cfg.drift.report_rows, labels=labels,
-                         numeric_label=task == "regression")
+                         window_rows=reference.window_rows)
 
 
 def with_holdout(profile: ReferenceProfile, proba: np.ndarray, labels: np.ndarray) -> ReferenceProfile:

@@ -131,21 +131,42 @@ def numeric_sample(values: Any) -> NumericSample:
     return NumericSample(s, integer=integer, missing=total - s.shape[0])
 
 
+def _categorical_values(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """The values a categorical sample counts: numbers as Float64 with NaN missing,
+    categories as their text."""
+    if dtype.is_numeric():
+        return column.cast(pl.Float64).fill_nan(None)
+    if dtype == pl.Categorical or isinstance(dtype, pl.Enum):
+        return column.cast(pl.String)
+    return column
+
+
+def _from_counts(counts: pl.DataFrame, total: int) -> CategoricalSample:
+    """A sample from a frame of (value, count) rows without nulls."""
+    counts = counts.sort(counts.columns[0])  # a fixed order, so sums are reproducible bit for bit
+    keys = tuple(counts.get_column(counts.columns[0]).to_list())
+    values = counts.get_column(counts.columns[1]).cast(pl.Int64).to_numpy()
+    return CategoricalSample(keys, values, missing=total - int(values.sum()))
+
+
 def categorical_sample(values: Any) -> CategoricalSample:
     """A :class:`CategoricalSample` of a polars or pandas Series (nulls/NaN dropped)."""
     if not isinstance(values, pl.Series):
         values = pl.Series(values=values.tolist() if hasattr(values, "tolist") else list(values),
                            strict=False)
-    if values.dtype.is_numeric():
-        values = values.cast(pl.Float64).fill_nan(None)
-    elif values.dtype == pl.Categorical or isinstance(values.dtype, pl.Enum):
-        values = values.cast(pl.String)
-    total = values.len()
-    vc = values.drop_nulls().value_counts(sort=False)
-    vc = vc.sort(vc.columns[0])  # a fixed order, so sums are reproducible bit for bit
-    keys = tuple(vc.get_column(vc.columns[0]).to_list())
-    counts = vc.get_column(vc.columns[1]).cast(pl.Int64).to_numpy()
-    return CategoricalSample(keys, counts, missing=total - int(counts.sum()))
+    values = values.to_frame().select(_categorical_values(pl.col(values.name), values.dtype)
+                                      ).to_series()
+    return _from_counts(values.drop_nulls().value_counts(sort=False), values.len())
+
+
+def categorical_counts(lf: pl.LazyFrame, column: str) -> CategoricalSample:
+    """``categorical_sample`` of one column of a lazy frame, counted in a stream (memory
+    grows with the number of distinct values, not of rows)."""
+    dtype = lf.collect_schema()[column]
+    counts = (lf.select(_categorical_values(pl.col(column), dtype).alias(column))
+              .group_by(column).agg(pl.len().alias("count")).collect(engine="streaming"))
+    total = int(counts.get_column("count").sum())
+    return _from_counts(counts.filter(pl.col(column).is_not_null()), total)
 
 
 # KS ---------------------------------------------------------------------------------------
