@@ -130,7 +130,7 @@ def recompute_profile(ws: Workspace, version: ModelVersion, model=None) -> Refer
         return profile
     model = model or ws.registry.load(version)
     y, _ = encode_target(holdout.get_column(ws.settings.data.target), model.classes, model.task)
-    return with_holdout(profile, model.predict_scores(holdout), y)
+    return with_holdout(profile, model.predict_scores(holdout), y, model.task)
 
 
 def reference_profile(ws: Workspace, version: ModelVersion, use_profile: bool = True

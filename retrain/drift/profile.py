@@ -33,6 +33,7 @@ from retrain.drift.window import feature_sample, label_sample
 from retrain.stats.drift import (CategoricalSample, NumericSample, Sample, categorical_sample,
                                  numeric_sample)
 from retrain.errors import ArtifactIntegrityError
+from retrain.stats.cbpe import ESTIMATED_METRICS, Calibration, fit_calibration
 
 if TYPE_CHECKING:
     from retrain.workspace import Workspace
@@ -72,6 +73,9 @@ class ReferenceProfile:
     holdout_labels: np.ndarray | None = None
     report_sample: pl.DataFrame | None = None  # bounded row sample for HTML reports
     meta: dict[str, Any] = field(default_factory=dict)
+    # A classifier's probabilities calibrated on its holdout, for performance estimation
+    # without labels (retrain.stats.cbpe); None for a regression or an older version.
+    calibration: Calibration | None = None
 
     def matches(self, max_rows: int | None) -> bool:
         """Whether this profile gives what recomputing with ``max_rows`` would give."""
@@ -102,6 +106,8 @@ class ReferenceProfile:
             labels = np.asarray(self.holdout_labels)
             arrays["holdout_labels"] = labels.astype(np.float64 if labels.dtype.kind == "f"
                                                      else np.int8)
+        if self.calibration is not None:
+            arrays.update(self.calibration.to_arrays())
         if self.report_sample is not None:
             buf = io.BytesIO()
             self.report_sample.write_parquet(buf)
@@ -139,7 +145,8 @@ class ReferenceProfile:
                    holdout_proba=arrays.get("holdout_proba"),
                    holdout_labels=None if "holdout_labels" not in arrays
                    else _labels(arrays["holdout_labels"]),
-                   report_sample=report_sample, meta=meta.get("extra") or {})
+                   report_sample=report_sample, meta=meta.get("extra") or {},
+                   calibration=Calibration.from_arrays(arrays))
 
 
 def build_profile(reference: pl.DataFrame, schema: Schema, *, max_rows: int | None,
@@ -176,10 +183,16 @@ def window_profile(ws: "Workspace", start: datetime, end: datetime, schema: Sche
                          window_rows=reference.window_rows)
 
 
-def with_holdout(profile: ReferenceProfile, proba: np.ndarray, labels: np.ndarray) -> ReferenceProfile:
-    """A copy of ``profile`` with one version's holdout scores and labels."""
-    return replace(profile, holdout_proba=np.asarray(proba, dtype=np.float64),
-                   holdout_labels=_labels(np.asarray(labels)))
+def with_holdout(profile: ReferenceProfile, proba: np.ndarray, labels: np.ndarray,
+                 task: str | None = None) -> ReferenceProfile:
+    """A copy of ``profile`` with one version's holdout scores and labels, and for a
+    classifier (``task`` binary or multiclass) their calibration."""
+    proba = np.asarray(proba, dtype=np.float64)
+    labels = _labels(np.asarray(labels))
+    calibration = None
+    if task in ESTIMATED_METRICS and len(np.unique(labels[labels >= 0])) >= 2:
+        calibration = fit_calibration(proba, labels, task)
+    return replace(profile, holdout_proba=proba, holdout_labels=labels, calibration=calibration)
 
 
 def _labels(values: np.ndarray) -> np.ndarray:

@@ -128,7 +128,7 @@ def fit(job: FitJob, threads: int | None = None, where: dict[str, Any] | None = 
     y, _ = encode_target(job.holdout.get_column(job.target), model.classes, model.task)
     holdout_scores = model.predict_scores(job.holdout)
     metrics = compute_metrics(y, holdout_scores, task=model.task)
-    profile, warning = _profile_bytes(job.reference, holdout_scores, y)
+    profile, warning = _profile_bytes(job.reference, holdout_scores, y, model.task)
     return FitResult(job.model, trained=model, metrics=metrics, reference_profile=profile,
                      profile_warning=warning, seconds=time.perf_counter() - started, **where)
 
@@ -155,13 +155,14 @@ def _fit(job: FitJob, threads: int) -> TrainedModel:
 
 
 def _profile_bytes(reference: ReferenceProfile | None, holdout_scores: np.ndarray,
-                   holdout_labels: np.ndarray) -> tuple[bytes | None, str | None]:
-    """The version's reference profile, serialised, or None and why: a profile never stops a
-    registration (drift checks then read the reference window)."""
+                   holdout_labels: np.ndarray, task: str) -> tuple[bytes | None, str | None]:
+    """The version's reference profile (with a classifier's calibration), serialised, or None
+    and why: a profile never stops a registration (drift checks then read the reference
+    window)."""
     if reference is None:
         return None, None  # the run's process could not compute the window's (it said why)
     try:
-        return with_holdout(reference, holdout_scores, holdout_labels).to_bytes(), None
+        return with_holdout(reference, holdout_scores, holdout_labels, task).to_bytes(), None
     except (RetrainError, ValueError, OSError, pl.exceptions.PolarsError) as exc:
         return None, str(exc)
 

@@ -61,8 +61,8 @@ def test_profile_gives_the_numbers_recomputing_gives(drifted):
 
 
 def test_a_version_without_a_profile_reads_its_window(workspace, monkeypatch, drift_month):
-    import retrain.training.candidates
-    monkeypatch.setattr(retrain.training.candidates, "_profile_bytes", lambda *a, **k: None)
+    import retrain.training.fit
+    monkeypatch.setattr(retrain.training.fit, "_profile_bytes", lambda *a, **k: (None, None))
     workspace.settings.drift.save_reports = False
     run_pipeline(workspace, models=[MODEL])
     production = workspace.registry.production_version(MODEL)
