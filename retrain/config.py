@@ -154,6 +154,12 @@ class TriggersConfig(_Section):
     # once it has performance_min_live_outcomes outcomes since the promotion.
     performance_source: Literal["auto", "store", "live"] = "auto"
     performance_min_live_outcomes: int = Field(default=200, ge=1)
+    # Labels come late: on the feature store's newest rows, take the realised metric where
+    # labels exist and the estimate (CBPE, from the version's calibrated probabilities) where
+    # they do not yet, weighted by rows, so a drop is seen before the labels come in.
+    # Classifiers whose primary metric can be estimated (roc_auc, accuracy, precision,
+    # recall, f1, macro_f1, roc_auc_ovr).
+    performance_estimate: bool = False
 
 
 class DriftConfig(_Section):
@@ -367,11 +373,12 @@ class OrchestrationConfig(_Section):
     (the default), several at once in threads or processes, or on a Dask cluster."""
 
     # thread: a pool of threads in the run's process; process: a pool of worker processes;
-    # dask: prefect-dask's DaskTaskRunner on the cluster at dask_address (unset: a local
-    # cluster of dask_workers processes started for the run).
+    # dask: the cluster at dask_address (unset: a local cluster of dask_workers processes
+    # started for the run), through prefect-dask's DaskTaskRunner under Prefect and
+    # distributed.Client without it.
     task_runner: Literal["thread", "process", "dask"] = "thread"
-    # Models trained at once by "thread" and "process"; 1 trains them one after the other,
-    # each with every core (random forests use them all).
+    # Models fitted at once by "thread" and "process"; 1 fits them one after the other (with
+    # "process", in one worker process), each with every core (random forests use them all).
     max_workers: int = Field(default=1, ge=1, le=256)
     dask_address: str | None = None  # e.g. "tcp://scheduler:8786"
     dask_workers: int = Field(default=2, ge=1, le=256)

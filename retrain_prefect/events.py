@@ -17,6 +17,7 @@ from retrain.pipeline.context import RunContext
 from retrain.promotion.results import Decision
 from retrain.training.candidates import Candidate
 from retrain.training.data import TrainingSets
+from retrain.triggers.performance import PerformanceCheck
 from retrain.triggers.report import TriggerReport
 from retrain.triggers.volume import VolumeCheck
 
@@ -65,6 +66,15 @@ def checked_drift(context: RunContext, checks: dict[str, DriftCheck]) -> None:
     for name, check in checks.items():
         event, payload = drift_event(check)
         emit(event if context.announce else "retrain.drift.checked", name, payload)
+
+
+def checked_performance(context: RunContext, checks: dict[str, PerformanceCheck]) -> None:
+    """``retrain.performance.degraded`` for a model whose performance trigger fired, else
+    ``retrain.performance.checked``; the payload says which part of the rows was realised
+    and which estimated without labels (``labeled_rows``, ``estimated_rows``)."""
+    for name, check in checks.items():
+        emit("retrain.performance.degraded" if check.triggered else "retrain.performance.checked",
+             name, check.to_dict())
 
 
 def checked_volume(context: RunContext, checks: dict[str, VolumeCheck]) -> None:

@@ -12,7 +12,6 @@ log = logging.getLogger("retrain")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from retrain.data.store import read_file
     from retrain.errors import DataValidationError
     from retrain.workspace import Workspace
     ws = Workspace.open(args.config)
@@ -20,12 +19,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     version = ws.registry.resolve_version(args.model, args.version)
     model = ws.registry.load(version)
     src = Path(args.input)
-    if not src.is_file():
-        raise DataValidationError(None, f"input file {src} does not exist")
     suffix = src.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise DataValidationError(None, f"{src}: expected a .parquet or .csv file")
-    df = read_file(src)
+    df = _input_frame(src)
     for column in model.preprocessing.schema.numeric:
         # Training and serving refuse infinities; scoring them would give a number anyway.
         if column in df.columns and df.schema[column].is_float() and df[column].is_infinite().any():
@@ -57,6 +52,37 @@ def cmd_predict(args: argparse.Namespace) -> int:
     log.info("scored %d rows with %s -> %s", out.height, version.version_id, dest)
     print(dest)
     return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    """The estimated metrics of a version on an unlabeled file (CBPE)."""
+    from retrain.cli.output import print_json
+    from retrain.reporting.tables import text_table
+    from retrain.triggers.estimate import estimate_version
+    from retrain.workspace import Workspace
+    ws = Workspace.open(args.config)
+    ws.model_names([args.model])
+    version = ws.registry.resolve_version(args.model, args.version)
+    result = estimate_version(ws, version, _input_frame(Path(args.input)), args.confidence)
+    if args.json:
+        print_json(result.as_json())
+        return 0
+    print(f"{result.model} {result.version_id} on {result.rows} rows of {args.input}, "
+          f"estimated without labels (CBPE; {args.confidence:.0%} intervals):")
+    print(text_table(["metric", "estimate", "interval"],
+                     [[m, f"{e.estimate:.4f}", f"{e.interval[0]:.4f} .. {e.interval[1]:.4f}"]
+                      for m, e in result.metrics.items()]))
+    return 0
+
+
+def _input_frame(src: Path):
+    from retrain.data.store import read_file
+    from retrain.errors import DataValidationError
+    if not src.is_file():
+        raise DataValidationError(None, f"input file {src} does not exist")
+    if src.suffix.lower() not in (".parquet", ".csv"):
+        raise DataValidationError(None, f"{src}: expected a .parquet or .csv file")
+    return read_file(src)
 
 
 def prediction_columns(model, df) -> list:
@@ -101,3 +127,12 @@ def register(sub, workspace_options: argparse.ArgumentParser) -> None:
     p.add_argument("--output", help="output .parquet or .csv file (default: INPUT.predictions.<ext>, "
                    "or under <workspace>/predictions/ when INPUT is in the feature store)")
     p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("estimate", parents=[workspace_options],
+                       help="estimate a classifier's metrics on an unlabeled file (CBPE)")
+    p.add_argument("model")
+    p.add_argument("input", help="a .parquet or .csv file of the model's features")
+    p.add_argument("--version", help="version id or number (default: production)")
+    p.add_argument("--confidence", type=float, default=0.95,
+                   help="coverage of each metric's interval (default: 0.95)")
+    p.add_argument("--json", action="store_true", help="print the estimate as one JSON document")
+    p.set_defaults(func=cmd_estimate)

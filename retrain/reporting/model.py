@@ -43,6 +43,12 @@ def trigger_rows(drift: ModelDrift, volume: VolumeCheck,
             if getattr(p, k) is not None)
         if p.rows and not p.note:
             measured += f" on {p.rows} rows of {p.source or 'feature store'}"
+        if p.estimated_rows and not p.note:
+            realised = f" ({_number(p.realised)})" if p.realised is not None else ""
+            lo, hi = p.estimated_interval or (None, None)
+            measured += (f": realised on {p.labeled_rows or 0} labeled rows{realised}, estimated "
+                         f"without labels on {p.estimated_rows} ({_number(p.estimated)}, "
+                         f"interval {_number(lo)} .. {_number(hi)})")
         threshold = (f"drop >= {p.threshold:.0%}, interval above 0"
                      if p.threshold is not None else "-")
         rows.append(["performance", measured, threshold, "yes" if p.triggered else "no"])

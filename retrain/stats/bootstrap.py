@@ -97,14 +97,16 @@ def bootstrap_metric(metric: str, y: np.ndarray, proba: np.ndarray, resamples: i
     return np.concatenate(out)
 
 
-def drop_interval(metric: str, baseline: float, y: np.ndarray, proba: np.ndarray, *,
+def drop_interval(metric: str, baseline: float, y: np.ndarray | None, proba: np.ndarray | None, *,
                   holdout_y: np.ndarray | None = None, holdout_proba: np.ndarray | None = None,
-                  resamples: int = 1000, confidence: float = 0.95, seed: int = 0
-                  ) -> tuple[float, float]:
+                  resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+                  current: np.ndarray | None = None) -> tuple[float, float]:
     """A percentile bootstrap interval for the relative drop from ``baseline`` to the metric
-    on (y, proba); the holdout is resampled too when given."""
+    on (y, proba), or to ``current`` (``resamples`` values of the metric already drawn); the
+    holdout is resampled too when given."""
     rng = np.random.default_rng(seed)
-    current = bootstrap_metric(metric, y, proba, resamples, rng)
+    if current is None:
+        current = bootstrap_metric(metric, y, proba, resamples, rng)
     if holdout_y is not None and holdout_proba is not None and len(holdout_y):
         base = bootstrap_metric(metric, holdout_y, holdout_proba, resamples, rng)
     else:

@@ -245,6 +245,27 @@ def estimate_performance(scores: np.ndarray, calibration: Calibration, *,
     metric falls with probability ``confidence`` if the calibration holds."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
+    expected, drawn = expected_and_drawn(scores, calibration, draws=draws, seed=seed,
+                                         threshold=threshold)
+    tail = (1 - confidence) / 2
+    out = {}
+    for metric in ESTIMATED_METRICS[calibration.task]:
+        values = drawn[metric][np.isfinite(drawn[metric])]
+        if values.size:
+            lo, hi = np.quantile(values, [tail, 1 - tail])
+            interval = (float(min(lo, expected[metric])), float(max(hi, expected[metric])))
+        else:
+            interval = (float("nan"), float("nan"))
+        out[metric] = Estimate(metric, float(expected[metric]), interval)
+    return out
+
+
+def expected_and_drawn(scores: np.ndarray, calibration: Calibration, *, draws: int = 400,
+                       seed: int = 0, threshold: float = 0.5
+                       ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """CBPE's expected metrics, and the metrics of ``draws`` label sets drawn from the
+    calibrated probabilities (what an interval, or a combination with realised metrics,
+    is made of)."""
     scores = np.asarray(scores, dtype=np.float64)
     n = scores.shape[0]
     if n == 0:
@@ -261,14 +282,4 @@ def estimate_performance(scores: np.ndarray, calibration: Calibration, *,
     else:
         expected = _expected_multiclass(p, scores)
         drawn = _drawn_multiclass(variants, scores, draws, rng)
-    tail = (1 - confidence) / 2
-    out = {}
-    for metric in ESTIMATED_METRICS[calibration.task]:
-        values = drawn[metric][np.isfinite(drawn[metric])]
-        if values.size:
-            lo, hi = np.quantile(values, [tail, 1 - tail])
-            interval = (float(min(lo, expected[metric])), float(max(hi, expected[metric])))
-        else:
-            interval = (float("nan"), float("nan"))
-        out[metric] = Estimate(metric, float(expected[metric]), interval)
-    return out
+    return expected, drawn

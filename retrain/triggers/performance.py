@@ -6,14 +6,17 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import polars as pl
 
 from retrain.data import validate_frame
 from retrain.drift.check import load_profile
 from retrain.modeling import encode_target
 from retrain.records import Record
 from retrain.registry.rules import CURRENT
-from retrain.stats.bootstrap import drop_interval, relative_drop
+from retrain.stats.bootstrap import bootstrap_metric, drop_interval, relative_drop
+from retrain.stats.cbpe import ESTIMATED_METRICS, expected_and_drawn
 from retrain.stats.metrics import compute_metrics
+from retrain.triggers.estimate import calibration_of
 from retrain.triggers.live import live_outcomes
 from retrain.workspace import Workspace
 
@@ -41,6 +44,13 @@ class PerformanceCheck(Record):
     significant: bool | None = None
     threshold: float | None = None
     source: str = "feature store"  # or "live feedback" (served predictions and their labels)
+    # With [triggers] performance_estimate: ``current`` combines the realised metric on the
+    # labeled rows and the estimate on the rows whose labels have not come yet (by rows).
+    labeled_rows: int | None = None
+    realised: float | None = None
+    estimated_rows: int | None = None
+    estimated: float | None = None
+    estimated_interval: list[float] | None = None
 
     def as_dict(self) -> dict:
         return self.to_dict()
@@ -67,6 +77,8 @@ def check_performance(ws: Workspace, model_name: str, production=CURRENT) -> Per
 
     if production is None:
         return untriggered("no production version yet")
+    if triggers.performance_estimate and metric in ESTIMATED_METRICS.get(production.task, ()):
+        return _with_estimate(ws, model_name, production, metric)
     outcomes = _live_outcomes(ws, production) if triggers.performance_source != "store" else None
     if outcomes is None or isinstance(outcomes, str):
         if triggers.performance_source == "live":
@@ -103,6 +115,81 @@ def check_performance(ws: Workspace, model_name: str, production=CURRENT) -> Per
                             drop_interval=[lo, hi], confidence=triggers.performance_confidence,
                             significant=significant,
                             threshold=triggers.performance_max_relative_drop, source=source)
+
+
+def _with_estimate(ws: Workspace, model_name: str, production, metric: str) -> PerformanceCheck:
+    """The trigger on the feature store's newest rows, labeled or not: the realised metric on
+    those with a label, CBPE's estimate on the others, weighted by rows; its interval draws
+    both parts (a bootstrap of the labeled rows, label sets drawn from the calibrated
+    probabilities of the unlabeled ones) and the holdout's."""
+    triggers = ws.settings.triggers
+    target = ws.settings.data.target
+    new = ws.store.rows(after=production.train_end, labeled=False).collect()
+    if new.height == 0:
+        return PerformanceCheck(model=model_name, triggered=False, metric=metric,
+                                note="no new rows", source="feature store")
+    model = ws.registry.load(production)
+    validate_frame(new, model.preprocessing.schema, target=None, what="performance")
+    has_label = new.get_column(target).is_not_null().to_numpy()
+    labeled, unlabeled = new.filter(pl.Series(has_label)), new.filter(pl.Series(~has_label))
+    resamples = triggers.performance_bootstrap
+    rng = np.random.default_rng(0)
+    parts, draws, weights = [], [], []
+    realised = None
+    if labeled.height:
+        y, _ = encode_target(labeled.get_column(target), model.classes, model.task)
+        scores = model.predict_scores(labeled)
+        if len(set(y.tolist())) >= 2:
+            realised = compute_metrics(y, scores, task=model.task)[metric]
+            parts.append(realised)
+            keep = slice(None) if len(y) <= BOOTSTRAP_MAX_ROWS else \
+                rng.choice(len(y), BOOTSTRAP_MAX_ROWS, replace=False)
+            draws.append(bootstrap_metric(metric, y[keep], scores[keep], resamples, rng))
+            weights.append(labeled.height)
+    estimated = interval = None
+    if unlabeled.height:
+        expected, drawn = expected_and_drawn(model.predict_scores(unlabeled),
+                                             calibration_of(ws, production), draws=resamples)
+        values = drawn[metric][np.isfinite(drawn[metric])]
+        estimated = float(expected[metric])
+        tail = (1 - triggers.performance_confidence) / 2
+        interval = [float(v) for v in np.quantile(values, [tail, 1 - tail])]
+        parts.append(estimated)
+        draws.append(rng.choice(values, resamples, replace=True))
+        weights.append(unlabeled.height)
+    if not parts:
+        return PerformanceCheck(model=model_name, triggered=False, metric=metric,
+                                note="the labeled rows have one class and none is unlabeled",
+                                rows=new.height, labeled_rows=labeled.height, estimated_rows=0)
+    w = np.asarray(weights, dtype=np.float64) / sum(weights)
+    current = float(np.dot(w, parts))
+    combined = sum(wi * d for wi, d in zip(w, draws))
+    baseline = production.metrics[metric]
+    profile = load_profile(ws, production)
+    holdout_y = holdout_p = None
+    if profile is not None and profile.holdout_proba is not None:
+        holdout_y, holdout_p = profile.holdout_labels, profile.holdout_proba
+    lo, hi = drop_interval(metric, baseline, None, None, holdout_y=holdout_y,
+                           holdout_proba=holdout_p, resamples=resamples,
+                           confidence=triggers.performance_confidence, current=combined)
+    drop = float(relative_drop(metric, baseline, current))
+    significant = lo > 0
+    triggered = drop >= triggers.performance_max_relative_drop and significant
+    n_real = labeled.height if realised is not None else 0
+    log.info("performance %s: %s %.4f at promotion, %.4f on %d new rows (realised on %d "
+             "labeled%s, estimated on %d unlabeled%s; drop %.1f%%, interval %.1f%% .. %.1f%%) "
+             "-> %s", model_name, metric, baseline, current, new.height, n_real,
+             f" {realised:.4f}" if realised is not None else "", unlabeled.height,
+             f" {estimated:.4f}" if estimated is not None else "", 100 * drop, 100 * lo,
+             100 * hi, "DEGRADED" if triggered else "ok")
+    return PerformanceCheck(
+        model=model_name, triggered=triggered, metric=metric, at_promotion=baseline,
+        current=current, relative_drop=drop, rows=n_real + unlabeled.height,
+        drop_interval=[lo, hi], confidence=triggers.performance_confidence,
+        significant=significant, threshold=triggers.performance_max_relative_drop,
+        source="feature store, estimated where unlabeled", labeled_rows=n_real,
+        realised=realised, estimated_rows=unlabeled.height, estimated=estimated,
+        estimated_interval=interval)
 
 
 def _store_outcomes(ws: Workspace, production) -> tuple[np.ndarray, np.ndarray, str] | str:

@@ -30,6 +30,7 @@ from retrain_prefect.common import notifier, run_tags, step_settings, tag_curren
 from retrain_prefect.runner import PrefectRunner
 
 PUBLISHERS = {"check-drift": events.checked_drift, "check-data-volume": events.checked_volume,
+              "check-performance": events.checked_performance,
               "skip-retrain": events.skipped, "retrain-models": events.registered,
               "deploy-models": events.decided}
 
