@@ -167,6 +167,17 @@ def pipeline_triggers() -> list[DeploymentEventTrigger]:
 
 # prefect.yaml ------------------------------------------------------------------------------
 
+# The work pool and the flows' environment, the same in both files.
+_DEFINITIONS = f"""\
+definitions:
+  work_pool: &retrain_pool
+    name: {POOL}
+    job_variables:
+      env: "{{{{ retrain.env }}}}"
+
+deployments:
+"""
+
 PREFECT_YAML_HEADER = f"""\
 # Prefect deployments of retrain. GENERATED from retrain_prefect/deployments.py by
 # `python -m deployments.prefect_yaml`: change the list there, then run it again.
@@ -198,13 +209,6 @@ pull:
   - prefect.deployments.steps.set_working_directory:
       directory: "{{{{ retrain.project_dir }}}}"
 
-definitions:
-  work_pool: &retrain_pool
-    name: {POOL}
-    job_variables:
-      env: "{{{{ retrain.env }}}}"
-
-deployments:
 """
 
 GIT_YAML_HEADER = f"""\
@@ -245,13 +249,6 @@ pull:
       branch: "{{{{ retrain.branch }}}}"
       access_token_secret: "{{{{ retrain.access_token_secret }}}}"
 
-definitions:
-  work_pool: &retrain_pool
-    name: {POOL}
-    job_variables:
-      env: "{{{{ retrain.env }}}}"
-
-deployments:
 """
 
 _CRON = {"pipeline": "{{ retrain.cron }}", "drift_check": "{{ retrain.drift_check_cron }}",
@@ -279,7 +276,7 @@ def prefect_yaml_entry(deployment: Deployment) -> dict[str, Any]:
 
 def prefect_yaml(git: bool = False) -> str:
     """The text of prefect.yaml, or of prefect-git.yaml (``git``: the code cloned by each run)."""
-    parts = [GIT_YAML_HEADER if git else PREFECT_YAML_HEADER]
+    parts = [(GIT_YAML_HEADER if git else PREFECT_YAML_HEADER) + _DEFINITIONS]
     for deployment in DEPLOYMENTS:
         if deployment.comment:
             parts.append("".join(f"  # {line}\n" for line in _wrap(deployment.comment)))
