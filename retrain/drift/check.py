@@ -181,14 +181,15 @@ def _prediction_drift(ws: Workspace, version: ModelVersion, profile: ReferencePr
 
 def check_drift(ws: Workspace, model_name: str, cache: dict[tuple, Any] | None = None, *,
                 use_profile: bool = True, save_reports: bool | None = None,
-                production=CURRENT) -> DriftCheck:
+                production=CURRENT, defer_render: bool = False) -> DriftCheck:
     """Feature, label and prediction drift of ``model_name``'s production version.
 
     Models whose production versions share a training window and features share the feature
     and label results (and the rendered report) through ``cache``. ``save_reports`` (default
     ``[drift] save_reports``) writes the report files; ``use_profile=False`` ignores stored
     profiles and reads the reference window. ``production``: the model's production version
-    as the run read it (default: now).
+    as the run read it (default: now). ``defer_render``: Evidently's page is left pending in
+    ``check.reports`` (``DriftReportFiles.render``), off the decision's path.
     """
     ws = ws.for_model(model_name)
     cfg = ws.settings.drift
@@ -229,7 +230,7 @@ def check_drift(ws: Workspace, model_name: str, cache: dict[tuple, Any] | None =
         check.reports = write_reports(
             directory, check.as_dict(), reference_sample=profile.report_sample,
             current_sample=sample_rows(current, cfg.report_rows), schema=schema, config=cfg,
-            rendered=shared["rendered"])
+            rendered=shared["rendered"], defer=defer_render)
         shared["rendered"] = check.reports
     log.info("drift %s: %d/%d features drifted (%s) -> %s%s", model_name,
              len(features.drifted_features), len(features.features), _rule(cfg),

@@ -3,7 +3,10 @@
     flush-notifications -> check-drift -> check-data-volume -> (check-performance)
       -> skip-retrain
        | load-new-data -> retrain-models -> evaluate-models -> deploy-models
-      -> send-notifications
+      -> write-drift-reports -> send-notifications
+
+The Evidently pages of the drift checks are rendered by ``write-drift-reports``, after the
+decisions (the checks' own numbers, which decide, are written with them).
 
 ``run_pipeline`` runs it with a runner: plain calls by default, Prefect subflows under the
 ``retraining-pipeline`` flow (``retrain_prefect.runner``). ``run_drift_check`` is the daily
@@ -45,6 +48,7 @@ def run_pipeline(ws: Workspace, models: list[str] | str | None = None, *, force:
         candidates = run(steps.retrain_models, ctx, plan, data)
         evaluations = run(steps.evaluate_models, ctx, candidates, data)
         decisions = run(steps.deploy_models, ctx, evaluations)
+    run(steps.write_drift_reports, ctx, triggers)
     document = run_document(ctx, triggers, plan, data, candidates, evaluations, decisions)
     run(steps.send_notifications, ctx, document)
     return document
@@ -57,7 +61,9 @@ def run_drift_check(ws: Workspace, models: list[str] | str | None = None, *,
     (``context.announce``): the orchestrator turns what fired into pipeline runs."""
     run = runner or DirectRunner()
     ctx = context or RunContext.open(ws, models, announce=True)
-    return TriggerReport(drift=run(steps.check_drift, ctx), volume=run(steps.check_data_volume, ctx))
+    report = TriggerReport(drift=run(steps.check_drift, ctx), volume=run(steps.check_data_volume, ctx))
+    run(steps.write_drift_reports, ctx, report)
+    return report
 
 
 def run_document(ctx: RunContext, triggers: TriggerReport, plan: RetrainPlan,

@@ -11,6 +11,7 @@ from typing import Callable, TypeVar
 
 from retrain.drift.check import DriftCheck
 from retrain.drift.check import check_drift as check_model_drift
+from retrain.drift.report_files import render_pending
 from retrain.errors import ArtifactIntegrityError
 from retrain.evaluation.evaluate import evaluate_candidates
 from retrain.evaluation.results import Evaluation
@@ -88,8 +89,16 @@ def check_drift(context: RunContext) -> dict[str, DriftCheck]:
     return _per_model(
         context, "drift check",
         lambda name: check_model_drift(ws, name, cache=context.drift_cache,
-                                       production=context.production[name]),
+                                       production=context.production[name],
+                                       defer_render=True),
         lambda name, why: DriftCheck(name, False, note=f"not checked: {why}"))
+
+
+@step("write-drift-reports", kind="task")
+def write_drift_reports(context: RunContext, triggers: TriggerReport) -> int:
+    """Render the drift checks' Evidently reports, after the run's decisions: a page for
+    people that neither delays nor fails them. Returns how many were rendered."""
+    return render_pending([check.reports for check in triggers.drift.values()])
 
 
 @step("check-data-volume")
