@@ -77,6 +77,14 @@ class ReferenceProfile:
     # without labels (retrain.stats.cbpe); None for a regression or an older version.
     calibration: Calibration | None = None
 
+    @property
+    def importance(self) -> dict[str, float] | None:
+        """The version's permutation importance of each feature (the drop of its task's
+        default metric when the feature's column is shuffled, ``meta["importance"]``), or
+        None for a profile made without it (older versions, a recomputed window)."""
+        stored = self.meta.get("importance")
+        return None if not stored else {k: float(v) for k, v in stored["values"].items()}
+
     def matches(self, max_rows: int | None) -> bool:
         """Whether this profile gives what recomputing with ``max_rows`` would give."""
         if self.max_rows == max_rows:
