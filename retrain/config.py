@@ -44,7 +44,7 @@ AB_METRICS_OF_TASK = {
     "regression": ("squared_error", "absolute_error", "reward"),
 }
 MAX_DAYS = 36_500  # a hundred years: the longest window or margin a duration may name
-OWN_DRIFT_METHODS = ("ks", "psi", "psi_quantile", "chi2_homogeneity")
+OWN_DRIFT_METHODS = ("ks", "psi", "psi_quantile", "chi2_homogeneity", "domain_classifier")
 # Evidently 0.7's registered stat tests (a test compares this list with Evidently's own), so
 # the configuration is checked without importing Evidently.
 EVIDENTLY_DRIFT_METHODS = (
@@ -159,6 +159,9 @@ class TriggersConfig(_Section):
 class DriftConfig(_Section):
     # ks and psi give Evidently's numbers; psi_quantile (reference deciles) and
     # chi2_homogeneity are ours; any other name runs Evidently's test of that name.
+    # domain_classifier (dataset-level): LightGBM telling current rows from reference rows;
+    # alarms when its cross-validated AUC's lower bound exceeds thresholds.domain_classifier
+    # (default 0.55), which counts as feature drift.
     methods: list[str] = Field(default_factory=lambda: ["ks", "psi"], min_length=1)
     # share: Evidently's rule (drifted share >= drift_share); bh: Benjamini-Hochberg over the
     # per-feature p-values at alpha; bonferroni: each p-value against alpha / m.

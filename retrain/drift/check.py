@@ -29,8 +29,8 @@ from retrain.drift.compute import DriftReport, compute_drift, detect_drift
 from retrain.drift.profile import ReferenceProfile, sample_rows, window_profile, with_holdout
 from retrain.drift.window import described_rows, feature_sample, label_sample
 from retrain.drift.report_files import DriftReportFiles, report_directory, write_reports
-from retrain.drift.results import (DriftedFeature, DriftPart, FeatureRow, MethodRow, ModelDrift,
-                                   ReportFiles)
+from retrain.drift.results import (DomainClassifier, DriftedFeature, DriftPart, FeatureRow,
+                                   MethodRow, ModelDrift, ReportFiles)
 from retrain.errors import RetrainError
 from retrain.modeling import encode_target
 from retrain.tasks import predicted_labels
@@ -93,6 +93,8 @@ class DriftCheck:
                 current_rows=r.current_rows, thresholds=dict(r.thresholds),
                 methods=list(r.methods), decision=r.decision, reference=self.reference or None,
                 below_importance=list(r.below_importance),
+                domain_classifier=None if r.domain is None
+                else DomainClassifier(**r.domain.as_dict()),
                 label_drift=_part(self.label, self.label_note),
                 prediction_drift=_part(self.prediction, self.prediction_note)))
         return out

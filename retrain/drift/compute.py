@@ -9,6 +9,9 @@ Methods: ``ks`` (numeric) and ``psi`` give Evidently 0.7's numbers, computed her
 arrays (see :mod:`retrain.stats.drift`); ``psi_quantile`` is PSI over reference deciles;
 ``chi2_homogeneity`` is a two-sample chi-square test for categorical columns; any other name
 (``wasserstein``, ``jensenshannon``, ``chisquare``, ...) runs Evidently's own test.
+``domain_classifier`` is dataset-level (:mod:`retrain.drift.domain`): a classifier that tells
+current rows from reference rows sees changes in the joint distribution the per-feature tests
+miss; its alarm (``report.domain``) makes the dataset drift whatever the features say.
 
 Decision rules (``decision``):
 
@@ -46,6 +49,7 @@ import polars as pl
 
 from retrain.config import DriftConfig
 from retrain.data import Schema, dtype_family
+from retrain.drift.domain import DOMAIN_THRESHOLD, DomainDrift, domain_classifier
 from retrain.drift.profile import ReferenceProfile, sample_rows
 from retrain.errors import ConfigError, DataValidationError
 from retrain.stats.drift import (CategoricalSample, NumericSample, categorical_sample,
@@ -55,7 +59,8 @@ from retrain.stats.drift import (CategoricalSample, NumericSample, categorical_s
 
 log = logging.getLogger(__name__)
 
-OWN_METHODS = ("ks", "psi", "psi_quantile", "chi2_homogeneity")
+OWN_METHODS = ("ks", "psi", "psi_quantile", "chi2_homogeneity", "domain_classifier")
+DATASET_METHODS = ("domain_classifier",)  # one verdict for all features, not one per feature
 DECISIONS = ("share", "bh", "bonferroni")
 # The test whose p-value represents a feature under the bh / bonferroni rules.
 PVALUE_TEST = {"numeric": "ks", "categorical": "chi2_homogeneity"}
@@ -117,6 +122,7 @@ class DriftReport:
     # Drifted features whose importance share is below min_importance: reported, and left out
     # of the dataset decision.
     below_importance: list[str] = field(default_factory=list)
+    domain: DomainDrift | None = None  # the domain classifier's verdict, when it ran
 
     @property
     def drifted(self) -> bool:
@@ -165,7 +171,8 @@ class DriftReport:
                 "reference_rows": self.reference_rows, "current_rows": self.current_rows,
                 "methods": list(self.methods), "decision": self.decision,
                 "thresholds": dict(self.thresholds),
-                "below_importance": list(self.below_importance)}
+                "below_importance": list(self.below_importance),
+                "domain_classifier": None if self.domain is None else self.domain.as_dict()}
 
 
 def _sig(value: float | None) -> float | None:
@@ -258,6 +265,8 @@ def _feature_results(name: str, kind: str, ref, cur, methods: tuple[str, ...],
     effect = effect_size(ref, cur, ks)
     rows = []
     for method in methods:
+        if method in DATASET_METHODS:
+            continue
         row = _method_result(name, kind, method, ref, cur, thresholds, ks)
         if row is not None:
             row.effect = effect
@@ -463,10 +472,23 @@ def compute_drift(reference: Any, current: Any, *, methods: Sequence[str] | None
     counted = len(drifted) - len(below)  # the drifted features the decision counts
     detected = (counted / len(feature_list) >= drift_share if decision == "share" and feature_list
                 else decision != "share" and counted > 0)
+    domain = None
+    if "domain_classifier" in methods:
+        domain_reference = (reference.report_sample if isinstance(reference, ReferenceProfile)
+                            else reference)
+        # Only rows show how features go together: not a current profile, nor one column.
+        if (domain_reference is not None and cur_samples is None
+                and len(schema.features) >= 2):
+            domain = domain_classifier(domain_reference, current, schema,
+                                       threshold=limits.get("domain_classifier",
+                                                            DOMAIN_THRESHOLD))
+        detected = detected or (domain is not None and domain.detected)
     report_thresholds: dict[str, Any] = {
         "ks_pvalue": limits["ks"], "psi": limits["psi"], "decision": decision,
         "drift_share": drift_share, "feature_rule": feature_rule, "alpha": alpha,
         "min_effect": min_effect, "min_importance": min_importance}
+    if domain is not None:
+        report_thresholds["domain_classifier"] = domain.threshold
     if decision != "share":
         report_thresholds["pvalue_cutoff"] = next(
             (r.threshold for rows in results for r in rows if r.method in PVALUE_TEST.values()), None)
@@ -474,7 +496,7 @@ def compute_drift(reference: Any, current: Any, *, methods: Sequence[str] | None
                        features=feature_list, reference_rows=reference_rows,
                        current_rows=current_rows, thresholds=report_thresholds,
                        rows=[r for rows in results for r in rows], methods=methods,
-                       decision=decision, below_importance=below)
+                       decision=decision, below_importance=below, domain=domain)
 
 
 def _rank(features: list[FeatureDrift]) -> None:

@@ -73,6 +73,30 @@ class DriftPart(Record):
     decision: str | None = None
 
 
+class DomainFeature(Record):
+    """A feature the domain classifier relied on, with its share of the classifier's gain."""
+
+    feature: str
+    importance: float
+
+
+class DomainClassifier(Record):
+    """The domain classifier's verdict on the whole dataset: the cross-validated ROC AUC of
+    telling current rows from reference rows, its interval, and whether the interval's lower
+    bound exceeds ``threshold`` (then the features count as drifted)."""
+
+    auc: float
+    lower: float
+    upper: float
+    threshold: float
+    detected: bool
+    confidence: float
+    folds: int
+    reference_rows: int
+    current_rows: int
+    top_features: list[DomainFeature] = []
+
+
 class ReportFiles(Record):
     """Where the check's report files are: ``drift.json`` (our numbers), Evidently's HTML
     report and JSON snapshot (None when Evidently could not render them)."""
@@ -104,6 +128,8 @@ class ModelDrift(Record):
     reference: Literal["profile", "window"] | None = None
     # Drifted features below [drift] min_importance: reported, not triggering.
     below_importance: list[str] = []
+    # [drift] methods with domain_classifier: its dataset-level verdict.
+    domain_classifier: DomainClassifier | None = None
     label_drift: DriftPart | None = None
     prediction_drift: DriftPart | None = None
     report: ReportFiles | None = None
@@ -119,6 +145,9 @@ class ModelDrift(Record):
             rule = f"{name} at alpha {thresholds['alpha']}"
         if thresholds.get("min_effect"):
             rule += f", effect >= {thresholds['min_effect']}"
+        if self.domain_classifier is not None:
+            rule += (f"; or domain classifier AUC lower bound > "
+                     f"{self.domain_classifier.threshold}")
         if thresholds.get("min_importance"):
             rule += f", importance share >= {thresholds['min_importance']}"
         return rule

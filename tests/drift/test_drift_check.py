@@ -197,3 +197,15 @@ def test_the_production_versions_importances_weigh_its_drifted_features(drifted)
     assert summary.below_importance == check.drifted_features
     assert not gated.detected and gated.triggered_by == []
     assert "min_importance" in summary.note and check.drifted_features[0] in summary.note
+
+
+def test_the_domain_classifier_is_its_own_section_of_the_check(drifted):
+    check = check_drift(open_ws(drifted, methods=["ks", "psi", "domain_classifier"]), MODEL)
+    summary = check.summary()
+    domain = summary.domain_classifier
+    assert domain is not None and domain.detected and domain.lower > domain.threshold == 0.55
+    assert domain.top_features and domain.reference_rows > 0
+    assert check.triggered_by == ["features"]
+    assert "domain classifier" in summary.rule()
+    assert summary.label_drift.table and summary.prediction_drift.table  # parts unchanged
+    assert check_drift(open_ws(drifted), MODEL).summary().domain_classifier is None
