@@ -44,7 +44,7 @@ AB_METRICS_OF_TASK = {
     "regression": ("squared_error", "absolute_error", "reward"),
 }
 MAX_DAYS = 36_500  # a hundred years: the longest window or margin a duration may name
-OWN_DRIFT_METHODS = ("ks", "psi", "psi_quantile", "chi2_homogeneity")
+OWN_DRIFT_METHODS = ("ks", "psi", "psi_quantile", "chi2_homogeneity", "domain_classifier")
 # Evidently 0.7's registered stat tests (a test compares this list with Evidently's own), so
 # the configuration is checked without importing Evidently.
 EVIDENTLY_DRIFT_METHODS = (
@@ -165,6 +165,9 @@ class TriggersConfig(_Section):
 class DriftConfig(_Section):
     # ks and psi give Evidently's numbers; psi_quantile (reference deciles) and
     # chi2_homogeneity are ours; any other name runs Evidently's test of that name.
+    # domain_classifier (dataset-level): LightGBM telling current rows from reference rows;
+    # alarms when its cross-validated AUC's lower bound exceeds thresholds.domain_classifier
+    # (default 0.55), which counts as feature drift.
     methods: list[str] = Field(default_factory=lambda: ["ks", "psi"], min_length=1)
     # share: Evidently's rule (drifted share >= drift_share); bh: Benjamini-Hochberg over the
     # per-feature p-values at alpha; bonferroni: each p-value against alpha / m.
@@ -176,6 +179,17 @@ class DriftConfig(_Section):
     drift_share: float = Field(default=0.5, gt=0, le=1)
     # Under "share": a feature drifts when "any" of its tests says so, or only when "both" agree.
     feature_rule: Literal["any", "both", "ks", "psi"] = "any"
+    # Effect-size gate: a feature drifts only when its test says so under the rule above
+    # *and* its drift is at least this large, on a scale-free size in [0, 1]: the KS
+    # statistic for a numeric feature (the largest difference between the two CDFs; about
+    # 0.4 x a shift in standard deviations of a normal), the total variation distance for a
+    # categorical one. A p-value measures evidence, not size: on 1M rows a shift of 0.02 sd
+    # has p ~ 1e-27 but a KS statistic of 0.008; 0.05 is a shift of about 0.125 sd, or 5% of
+    # the rows moved across some value. 0: no gate.
+    min_effect: float = Field(default=0.05, ge=0, le=1)
+    # A drifted feature whose share of the production version's permutation importance is
+    # below this is reported but does not trigger retraining. 0: every drifted feature does.
+    min_importance: float = Field(default=0.0, ge=0, le=1)
     max_rows: int = Field(default=200_000, ge=100)
     # Label drift (target on newly labeled rows) and prediction drift (the production model's
     # predictions) are always reported; they trigger retraining only when listed here.

@@ -29,8 +29,8 @@ from retrain.drift.compute import DriftReport, compute_drift, detect_drift
 from retrain.drift.profile import ReferenceProfile, sample_rows, window_profile, with_holdout
 from retrain.drift.window import described_rows, feature_sample, label_sample
 from retrain.drift.report_files import DriftReportFiles, report_directory, write_reports
-from retrain.drift.results import (DriftedFeature, DriftPart, FeatureRow, MethodRow, ModelDrift,
-                                   ReportFiles)
+from retrain.drift.results import (DomainClassifier, DriftedFeature, DriftPart, FeatureRow,
+                                   MethodRow, ModelDrift, ReportFiles)
 from retrain.errors import RetrainError
 from retrain.modeling import encode_target
 from retrain.tasks import predicted_labels
@@ -92,6 +92,9 @@ class DriftCheck:
                 drifted=_drifted(r), reference_rows=r.reference_rows,
                 current_rows=r.current_rows, thresholds=dict(r.thresholds),
                 methods=list(r.methods), decision=r.decision, reference=self.reference or None,
+                below_importance=list(r.below_importance),
+                domain_classifier=None if r.domain is None
+                else DomainClassifier(**r.domain.as_dict()),
                 label_drift=_part(self.label, self.label_note),
                 prediction_drift=_part(self.prediction, self.prediction_note)))
         return out
@@ -221,7 +224,8 @@ def check_drift(ws: Workspace, model_name: str, cache: dict[tuple, Any] | None =
     parts = {"features": features, "label": shared["label"], "prediction": prediction}
     triggered_by = [p for p in cfg.trigger_on if parts[p] is not None and parts[p].detected]
     check = DriftCheck(model_name, bool(triggered_by), features.drifted_features, features.share,
-                       features, label=shared["label"], prediction=prediction,
+                       features, note=_importance_note(features, cfg),
+                       label=shared["label"], prediction=prediction,
                        label_note=shared["label_note"], prediction_note=prediction_note,
                        reference=source, triggered_by=triggered_by,
                        current_window_rows=window.window_rows)
@@ -237,6 +241,17 @@ def check_drift(ws: Workspace, model_name: str, cache: dict[tuple, Any] | None =
              "DETECTED" if check.detected else "none",
              f" (by {', '.join(triggered_by)})" if triggered_by else "")
     return check
+
+
+def _importance_note(features: DriftReport, cfg: DriftConfig) -> str:
+    """What the importance rule left out of the decision, in words ("" when nothing)."""
+    if not features.below_importance:
+        return ""
+    shares = {f.feature: f.importance for f in features.features}
+    named = ", ".join(f"{name} ({shares[name]:.3f})" for name in features.below_importance)
+    counted = "" if features.detected else "; no drifted feature left to trigger retraining"
+    return (f"drifted but below [drift] min_importance {cfg.min_importance} of the model's "
+            f"importance, so not triggering: {named}{counted}")
 
 
 def _rule(cfg: DriftConfig) -> str:

@@ -8,6 +8,8 @@ not, sampled to ``[drift] max_rows`` in a stream, see :mod:`retrain.drift.window
 * per categorical feature, and for the label: the count of each value,
 * the version's predictions and the labels on its holdout (prediction drift and the bootstrap
   of the performance trigger; out-of-sample, unlike predictions on the training rows),
+* the version's permutation importance of each feature on its holdout (``meta``; weighs
+  drifted features, ``[drift] min_importance``),
 * a bounded row sample for the Evidently HTML report.
 
 It is stored inside the version's artifact zip (covered by the artifact's sha256), as an
@@ -76,6 +78,14 @@ class ReferenceProfile:
     # A classifier's probabilities calibrated on its holdout, for performance estimation
     # without labels (retrain.stats.cbpe); None for a regression or an older version.
     calibration: Calibration | None = None
+
+    @property
+    def importance(self) -> dict[str, float] | None:
+        """The version's permutation importance of each feature (the drop of its task's
+        default metric when the feature's column is shuffled, ``meta["importance"]``), or
+        None for a profile made without it (older versions, a recomputed window)."""
+        stored = self.meta.get("importance")
+        return None if not stored else {k: float(v) for k, v in stored["values"].items()}
 
     def matches(self, max_rows: int | None) -> bool:
         """Whether this profile gives what recomputing with ``max_rows`` would give."""
@@ -193,6 +203,15 @@ def with_holdout(profile: ReferenceProfile, proba: np.ndarray, labels: np.ndarra
     if task in ESTIMATED_METRICS and len(np.unique(labels[labels >= 0])) >= 2:
         calibration = fit_calibration(proba, labels, task)
     return replace(profile, holdout_proba=proba, holdout_labels=labels, calibration=calibration)
+
+
+def with_importance(profile: ReferenceProfile, importance: dict[str, Any] | None
+                    ) -> ReferenceProfile:
+    """A copy of ``profile`` holding one version's permutation importances
+    (``retrain.training.importance``); ``profile`` itself when there are none."""
+    if importance is None:
+        return profile
+    return replace(profile, meta={**profile.meta, "importance": importance})
 
 
 def _labels(values: np.ndarray) -> np.ndarray:

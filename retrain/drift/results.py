@@ -11,7 +11,10 @@ from retrain.records import Record
 class FeatureRow(Record):
     """One feature's short row: PSI rounded to 4 places, KS p-value to 4 significant digits,
     and the test that decided it (under bh, a categorical's chi-square p-value, say) with its
-    value and the cut-off it was held to."""
+    value and the cut-off it was held to; its effect size (KS statistic, or total variation
+    for a categorical) and whether ``[drift] min_effect`` held it back; its share of the
+    model's permutation importance (None: unknown), importance x effect and its rank by that;
+    and whether, drifted, it was below ``[drift] min_importance`` (reported, not triggering)."""
 
     feature: str
     kind: Literal["numeric", "categorical"]
@@ -21,10 +24,17 @@ class FeatureRow(Record):
     statistic: float | None = None
     cutoff: float | None = None
     drifted: bool
+    effect: float | None = None
+    held_back: bool = False
+    importance: float | None = None
+    impact: float | None = None
+    rank: int | None = None
+    below_importance: bool = False
 
 
 class MethodRow(Record):
-    """One feature's value for one method and what it means."""
+    """One feature's value for one method and what it means, with the feature's effect size
+    and whether the test fired but ``[drift] min_effect`` held it back (then not drifted)."""
 
     feature: str
     kind: Literal["numeric", "categorical"]
@@ -32,15 +42,22 @@ class MethodRow(Record):
     value: float
     threshold: float
     drifted: bool
+    effect: float | None = None
+    held_back: bool = False
 
 
 class DriftedFeature(Record):
-    """A drifted feature with its value per method and the p-value its decision used."""
+    """A drifted feature with its value per method, the p-value its decision used, its effect
+    size, importance share and rank, and whether it was below ``min_importance``."""
 
     feature: str
     kind: Literal["numeric", "categorical"]
     values: dict[str, float]
     pvalue: float | None
+    effect: float | None = None
+    importance: float | None = None
+    rank: int | None = None
+    below_importance: bool = False
 
 
 class DriftPart(Record):
@@ -54,6 +71,30 @@ class DriftPart(Record):
     reference_rows: int | None = None
     current_rows: int | None = None
     decision: str | None = None
+
+
+class DomainFeature(Record):
+    """A feature the domain classifier relied on, with its share of the classifier's gain."""
+
+    feature: str
+    importance: float
+
+
+class DomainClassifier(Record):
+    """The domain classifier's verdict on the whole dataset: the cross-validated ROC AUC of
+    telling current rows from reference rows, its interval, and whether the interval's lower
+    bound exceeds ``threshold`` (then the features count as drifted)."""
+
+    auc: float
+    lower: float
+    upper: float
+    threshold: float
+    detected: bool
+    confidence: float
+    folds: int
+    reference_rows: int
+    current_rows: int
+    top_features: list[DomainFeature] = []
 
 
 class ReportFiles(Record):
@@ -85,6 +126,10 @@ class ModelDrift(Record):
     methods: list[str] | None = None
     decision: str | None = None
     reference: Literal["profile", "window"] | None = None
+    # Drifted features below [drift] min_importance: reported, not triggering.
+    below_importance: list[str] = []
+    # [drift] methods with domain_classifier: its dataset-level verdict.
+    domain_classifier: DomainClassifier | None = None
     label_drift: DriftPart | None = None
     prediction_drift: DriftPart | None = None
     report: ReportFiles | None = None
@@ -94,10 +139,17 @@ class ModelDrift(Record):
         thresholds = self.thresholds or {}
         rule = self.decision or "share"
         if rule == "share" and "drift_share" in thresholds:
-            return f"share of drifted features >= {thresholds['drift_share']}"
-        if rule in ("bh", "bonferroni") and "alpha" in thresholds:
+            rule = f"share of drifted features >= {thresholds['drift_share']}"
+        elif rule in ("bh", "bonferroni") and "alpha" in thresholds:
             name = "Benjamini-Hochberg" if rule == "bh" else "Bonferroni"
-            return f"{name} at alpha {thresholds['alpha']}"
+            rule = f"{name} at alpha {thresholds['alpha']}"
+        if thresholds.get("min_effect"):
+            rule += f", effect >= {thresholds['min_effect']}"
+        if self.domain_classifier is not None:
+            rule += (f"; or domain classifier AUC lower bound > "
+                     f"{self.domain_classifier.threshold}")
+        if thresholds.get("min_importance"):
+            rule += f", importance share >= {thresholds['min_importance']}"
         return rule
 
     def parts_tables(self) -> list[tuple[str, MethodRow]]:

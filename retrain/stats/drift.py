@@ -204,11 +204,13 @@ def ks_statistic(reference: NumericSample, current: NumericSample) -> float:
     return min_s if min_s > max_s else max_s
 
 
-def ks_pvalue(reference: NumericSample, current: NumericSample) -> float:
+def ks_pvalue(reference: NumericSample, current: NumericSample,
+              statistic: float | None = None) -> float:
     """The p-value of ``scipy.stats.ks_2samp(reference, current)`` (Evidently's ``ks``):
-    scipy's method selection (``method="auto"``) and its own exact and asymptotic routines."""
+    scipy's method selection (``method="auto"``) and its own exact and asymptotic routines.
+    ``statistic``: ``ks_statistic(reference, current)`` when the caller has it already."""
     n1, n2 = reference.n, current.n
-    d = ks_statistic(reference, current)
+    d = ks_statistic(reference, current) if statistic is None else statistic
     if max(n1, n2) <= EXACT_KS_MAX_N:
         exact = getattr(_scipy_stats_py, "_attempt_exact_2kssamp", None)
         if exact is None:  # a scipy without it: call ks_2samp itself
@@ -343,6 +345,26 @@ def psi_quantile(reference: Sample, current: Sample, quantiles: int = 10) -> flo
     cur_counts = np.diff(np.concatenate(([0], np.searchsorted(current.values, edges, "left"),
                                          [current.n])))
     return psi_from_shares(ref_counts / reference.n, cur_counts / current.n)
+
+
+# Effect size -----------------------------------------------------------------------------
+
+def total_variation(reference: Sample, current: Sample) -> float:
+    """Half the sum of the absolute differences of the two samples' shares, one bin per
+    distinct value: the largest difference, over every set of values, in the share of rows
+    falling in it. The KS statistic is the same largest difference over half-lines
+    ``(-inf, v]`` only, so both are on one scale in [0, 1]."""
+    ref_counts, cur_counts = _category_counts(reference, current)
+    return float(0.5 * np.abs(ref_counts / reference.n - cur_counts / current.n).sum())
+
+
+def effect_size(reference: Sample, current: Sample, ks: float | None = None) -> float:
+    """The scale-free size of a column's drift that ``[drift] min_effect`` is held against:
+    the KS statistic for a numeric column (``ks``, when it is computed already), the total
+    variation distance for a categorical one."""
+    if isinstance(reference, NumericSample):
+        return ks_statistic(reference, current) if ks is None else ks
+    return total_variation(reference, current)
 
 
 # Chi-square test of homogeneity ----------------------------------------------------------

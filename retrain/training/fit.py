@@ -1,7 +1,8 @@
 """The CPU-heavy part of training a candidate, apart from its registration.
 
 ``fit_candidate(job)`` fits one model on its training rows, scores its holdout, computes its
-metrics and its drift reference profile, and returns them as a ``FitResult``. It reads no
+metrics and its drift reference profile (with the model's permutation importances on its
+holdout, ``retrain.training.importance``), and returns them as a ``FitResult``. It reads no
 file and writes nothing: everything it needs is in the ``FitJob`` (picklable), so it can run
 in the run's process, in a thread, in a worker process or on a Dask worker on another
 machine. Registration (the artifact, the version row, the audit log) stays in the run's
@@ -21,12 +22,13 @@ import numpy as np
 import polars as pl
 
 from retrain.data import Schema
-from retrain.drift.profile import ReferenceProfile, with_holdout
+from retrain.drift.profile import ReferenceProfile, with_holdout, with_importance
 from retrain.errors import RetrainError
 from retrain.estimators import EstimatorSource, available_cores
 from retrain.modeling import TrainedModel, encode_target, fit_model, resolved_params
 from retrain.stats.metrics import compute_metrics
 from retrain.tasks import Task
+from retrain.training.importance import permutation_importance
 
 # Kinds that take every core unless told otherwise, and the parameter that tells them.
 # LightGBM and XGBoost choose one or two threads themselves (retrain.estimators); a
@@ -128,7 +130,8 @@ def fit(job: FitJob, threads: int | None = None, where: dict[str, Any] | None = 
     y, _ = encode_target(job.holdout.get_column(job.target), model.classes, model.task)
     holdout_scores = model.predict_scores(job.holdout)
     metrics = compute_metrics(y, holdout_scores, task=model.task)
-    profile, warning = _profile_bytes(job.reference, holdout_scores, y, model.task)
+    profile, warning = _profile_bytes(job.reference, holdout_scores, y, model.task,
+                                      model, job.holdout)
     return FitResult(job.model, trained=model, metrics=metrics, reference_profile=profile,
                      profile_warning=warning, seconds=time.perf_counter() - started, **where)
 
@@ -155,14 +158,19 @@ def _fit(job: FitJob, threads: int) -> TrainedModel:
 
 
 def _profile_bytes(reference: ReferenceProfile | None, holdout_scores: np.ndarray,
-                   holdout_labels: np.ndarray, task: str) -> tuple[bytes | None, str | None]:
-    """The version's reference profile (with a classifier's calibration), serialised, or None
-    and why: a profile never stops a registration (drift checks then read the reference
-    window)."""
+                   holdout_labels: np.ndarray, task: str, model: TrainedModel | None = None,
+                   holdout: pl.DataFrame | None = None) -> tuple[bytes | None, str | None]:
+    """The version's reference profile (with a classifier's calibration and the model's
+    permutation importances on ``holdout``), serialised, or None and why: a profile never
+    stops a registration (drift checks then read the reference window)."""
     if reference is None:
         return None, None  # the run's process could not compute the window's (it said why)
     try:
-        return with_holdout(reference, holdout_scores, holdout_labels, task).to_bytes(), None
+        profile = with_holdout(reference, holdout_scores, holdout_labels, task)
+        if model is not None and holdout is not None:
+            profile = with_importance(profile, permutation_importance(model, holdout,
+                                                                      holdout_labels))
+        return profile.to_bytes(), None
     except (RetrainError, ValueError, OSError, pl.exceptions.PolarsError) as exc:
         return None, str(exc)
 

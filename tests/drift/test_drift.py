@@ -163,7 +163,8 @@ def test_api_accepts_polars_and_pandas_and_returns_the_table():
     reference, current = awkward_frames(800, 900, seed=7)
     from_polars = compute_drift(reference, current)
     from_pandas = compute_drift(reference.to_pandas(), current.to_pandas())
-    assert from_polars.table().columns == ["feature", "method", "value", "threshold", "drifted"]
+    assert from_polars.table().columns == ["feature", "method", "value", "threshold", "drifted",
+                                             "effect", "held_back"]
     assert from_polars.table().equals(from_pandas.table())
     assert isinstance(from_polars.drifted, bool) and from_polars.drifted == from_polars.detected
     assert {f.feature for f in from_polars.features} == set(reference.columns)

@@ -180,3 +180,32 @@ def test_each_feature_row_names_the_test_that_decided_it_and_its_cut_off():
     assert rows["x"]["decided_by"] == "ks" and rows["x"]["drifted"] is False
     share = compute_drift(ref, cur, categorical=["c"], decision="share", feature_rule="psi")
     assert {r["feature"]: r["decided_by"] for r in share.feature_rows()} == {"x": "psi", "c": "psi"}
+
+
+def test_the_production_versions_importances_weigh_its_drifted_features(drifted):
+    ws = open_ws(drifted)
+    check = check_drift(ws, MODEL)
+    rows = {r.feature: r for r in check.summary().features}
+    assert check.detected and check.reference == "profile"
+    shares = [r.importance for r in rows.values()]
+    assert all(s is not None for s in shares) and sum(shares) == pytest.approx(1.0, abs=1e-3)
+    assert sorted(r.rank for r in rows.values()) == list(range(1, len(rows) + 1))
+    # No feature holds the whole importance: every drifted one is reported, none triggers.
+    gated = check_drift(open_ws(drifted, min_importance=1.0), MODEL)
+    summary = gated.summary()
+    assert gated.drifted_features == check.drifted_features
+    assert summary.below_importance == check.drifted_features
+    assert not gated.detected and gated.triggered_by == []
+    assert "min_importance" in summary.note and check.drifted_features[0] in summary.note
+
+
+def test_the_domain_classifier_is_its_own_section_of_the_check(drifted):
+    check = check_drift(open_ws(drifted, methods=["ks", "psi", "domain_classifier"]), MODEL)
+    summary = check.summary()
+    domain = summary.domain_classifier
+    assert domain is not None and domain.detected and domain.lower > domain.threshold == 0.55
+    assert domain.top_features and domain.reference_rows > 0
+    assert check.triggered_by == ["features"]
+    assert "domain classifier" in summary.rule()
+    assert summary.label_drift.table and summary.prediction_drift.table  # parts unchanged
+    assert check_drift(open_ws(drifted), MODEL).summary().domain_classifier is None
