@@ -190,6 +190,11 @@ class DriftConfig(_Section):
     # A drifted feature whose share of the production version's permutation importance is
     # below this is reported but does not trigger retraining. 0: every drifted feature does.
     min_importance: float = Field(default=0.0, ge=0, le=1)
+    # Columns whose values are segments: the check also runs per value (values with fewer
+    # than segment_min_rows rows on either side are merged into "other"), under a two-level
+    # false-discovery control (segments, then features within them; retrain.drift.segments).
+    segments: list[str] = Field(default_factory=list)
+    segment_min_rows: int = Field(default=500, ge=20)
     max_rows: int = Field(default=200_000, ge=100)
     # Label drift (target on newly labeled rows) and prediction drift (the production model's
     # predictions) are always reported; they trigger retraining only when listed here.

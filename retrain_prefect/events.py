@@ -54,6 +54,10 @@ def drift_event(check: DriftCheck) -> tuple[str, dict[str, Any]]:
         "prediction_drift": {k: v for k, v in (result["prediction_drift"] or {}).items()
                              if k != "table"},
         "report_html": summary.report.html if summary.report else None,
+        # [drift] segments: each segment value that drifted, with its features.
+        "segments": [{"segment": seg.segment, "value": row.value,
+                      "drifted_features": row.drifted_features}
+                     for seg in summary.segments for row in seg.segments if row.detected],
     }
     return name, payload
 

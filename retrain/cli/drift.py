@@ -39,6 +39,13 @@ def cmd_drift(args: argparse.Namespace) -> int:
                 for part, t in r.parts_tables()]
         if rows:
             print(text_table(["feature", "method", "value", "threshold", "drifted"], rows))
+        for seg in r.segments:
+            for row in seg.segments:
+                if row.detected:
+                    print(f"  segment {seg.segment}={row.value}: "
+                          f"{', '.join(row.drifted_features)} drifted")
+            if seg.note:
+                print(f"  segments by {seg.segment}: {seg.note}")
         for part, info in (("label drift", r.label_drift), ("prediction drift", r.prediction_drift)):
             if info is not None and info.note:
                 print(f"  {part}: {info.note}")

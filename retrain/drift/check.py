@@ -27,11 +27,13 @@ from retrain.config import DriftConfig
 from retrain.data import Schema
 from retrain.drift.compute import DriftReport, compute_drift, detect_drift
 from retrain.drift.profile import ReferenceProfile, sample_rows, window_profile, with_holdout
-from retrain.drift.window import described_rows, feature_sample, label_sample
+from retrain.data.stream import count_rows, sample_window
+from retrain.drift.segments import SegmentedDrift, segment_drift
+from retrain.drift.window import described_rows, feature_sample, label_sample, sampling_key
 from retrain.drift.report_files import DriftReportFiles, report_directory, write_reports
-from retrain.drift.results import (DomainClassifier, DriftedFeature, DriftPart, FeatureRow,
-                                   MethodRow, ModelDrift, ReportFiles)
-from retrain.errors import RetrainError
+from retrain.drift.results import (DomainClassifier, DriftPart, DriftedFeature, FeatureRow, MethodRow,
+                                   ModelDrift, ReportFiles, SegmentCheck, SegmentRow)
+from retrain.errors import DataValidationError, RetrainError
 from retrain.modeling import encode_target
 from retrain.tasks import predicted_labels
 from retrain.registry import ModelVersion
@@ -77,6 +79,7 @@ class DriftCheck:
     # Rows newer than the training window; the statistics see ``result.current_rows`` of them
     # (all, or a sample of [drift] max_rows).
     current_window_rows: int | None = None
+    segments: list[SegmentedDrift] = field(default_factory=list)  # [drift] segments
 
     def summary(self) -> ModelDrift:
         """The check as a record (the run document's ``triggers.drift.models[name]``)."""
@@ -95,6 +98,9 @@ class DriftCheck:
                 below_importance=list(r.below_importance),
                 domain_classifier=None if r.domain is None
                 else DomainClassifier(**r.domain.as_dict()),
+                segments=[SegmentCheck(**{**seg.as_dict(), "segments": [
+                    SegmentRow(**row) for row in seg.as_dict()["segments"]]})
+                          for seg in self.segments],
                 label_drift=_part(self.label, self.label_note),
                 prediction_drift=_part(self.prediction, self.prediction_note)))
         return out
@@ -221,14 +227,16 @@ def check_drift(ws: Workspace, model_name: str, cache: dict[tuple, Any] | None =
     features = shared["features"]
     prediction, prediction_note = _prediction_drift(ws, production, profile, current, cfg)
 
+    segmented = _segment_checks(ws, production, schema, cfg) if cfg.segments else []
     parts = {"features": features, "label": shared["label"], "prediction": prediction}
-    triggered_by = [p for p in cfg.trigger_on if parts[p] is not None and parts[p].detected]
+    triggered_by = [p for p in cfg.trigger_on if parts[p] is not None and parts[p].detected
+                    or (p == "features" and any(seg.detected for seg in segmented))]
     check = DriftCheck(model_name, bool(triggered_by), features.drifted_features, features.share,
                        features, note=_importance_note(features, cfg),
                        label=shared["label"], prediction=prediction,
                        label_note=shared["label_note"], prediction_note=prediction_note,
                        reference=source, triggered_by=triggered_by,
-                       current_window_rows=window.window_rows)
+                       current_window_rows=window.window_rows, segments=segmented)
     if cfg.save_reports if save_reports is None else save_reports:
         directory = report_directory(ws.reports.root, model_name)
         check.reports = write_reports(
@@ -252,6 +260,34 @@ def _importance_note(features: DriftReport, cfg: DriftConfig) -> str:
     counted = "" if features.detected else "; no drifted feature left to trigger retraining"
     return (f"drifted but below [drift] min_importance {cfg.min_importance} of the model's "
             f"importance, so not triggering: {named}{counted}")
+
+
+def _segment_checks(ws: Workspace, production: ModelVersion, schema: Schema,
+                    cfg: DriftConfig) -> list[SegmentedDrift]:
+    """``[drift] segments``: the check per value of each segment column, on the training
+    window's and the newer rows' samples (at most ``max_rows`` each, drawn in the scan)."""
+    available = ws.store.scan().collect_schema()
+    for column in cfg.segments:
+        if column not in available:
+            raise DataValidationError(column, "[drift] segments names a column the feature "
+                                              "store does not have")
+    columns = list(dict.fromkeys([*schema.features, *cfg.segments]))
+
+    def sample(lf):
+        rows = count_rows(lf)
+        large = rows > cfg.max_rows
+        return sample_window(lf, cfg.max_rows, columns=columns, rows=rows,
+                             key=sampling_key(ws, lf) if large else None).frame
+
+    reference = sample(ws.store.rows(production.train_start, production.train_end, labeled=False))
+    current = sample(ws.store.rows(after=production.train_end, labeled=False))
+    out = [segment_drift(reference, current, column, schema, cfg, cfg.segment_min_rows)
+           for column in cfg.segments]
+    for seg in out:
+        for s in seg.drifted:
+            log.info("drift %s: segment %s=%s: %s drifted", production.model_name, seg.column,
+                     s.value, ", ".join(s.drifted_features))
+    return out
 
 
 def _rule(cfg: DriftConfig) -> str:

@@ -107,6 +107,30 @@ class ReportFiles(Record):
     snapshot: str | None = None
 
 
+class SegmentRow(Record):
+    """One segment's check: a value of the segment column (or "other", the values with too
+    few rows, which ``merged`` lists)."""
+
+    segment: str
+    value: str
+    detected: bool
+    pvalue: float
+    drifted_features: list[str] = []
+    reference_rows: int = 0
+    current_rows: int = 0
+    merged: list[str] = []
+
+
+class SegmentCheck(Record):
+    """The checks of one segment column ([drift] segments) and their two-level decision."""
+
+    segment: str
+    detected: bool
+    alpha: float
+    note: str = ""
+    segments: list[SegmentRow] = []
+
+
 class ModelDrift(Record):
     """One model's drift check. Without rows to compare (no production version yet, no new
     rows) only the first six fields are set and ``note`` says why."""
@@ -130,6 +154,8 @@ class ModelDrift(Record):
     below_importance: list[str] = []
     # [drift] methods with domain_classifier: its dataset-level verdict.
     domain_classifier: DomainClassifier | None = None
+    # [drift] segments: the check per segment value.
+    segments: list[SegmentCheck] = []
     label_drift: DriftPart | None = None
     prediction_drift: DriftPart | None = None
     report: ReportFiles | None = None

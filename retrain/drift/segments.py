@@ -163,8 +163,10 @@ def segment_drift(reference: pl.DataFrame, current: pl.DataFrame, column: str, s
                                            config.alpha)
     for check, chosen, cutoff in zip(checks, selected, cutoffs):
         check.selected = chosen
+        # The same effect-size gate as the whole window's ([drift] min_effect).
         check.drifted_features = [f.feature for f in check.report.features
-                                  if chosen and f.pvalue is not None and f.pvalue <= cutoff]
+                                  if chosen and f.pvalue is not None and f.pvalue <= cutoff
+                                  and (f.effect is None or f.effect >= config.min_effect)]
     notes = []
     if left_out:
         notes.append(f"{len(left_out)} value(s) with fewer than {min_rows} rows on a side even "

@@ -29,6 +29,10 @@ def trigger_rows(drift: ModelDrift, volume: VolumeCheck,
     n_features = len(drift.features or [])
     measured = drift.note or (f"{len(drift.drifted_features)}/{n_features} features drifted "
                               f"(share {drift.share:.2f})")
+    drifted_segments = [f"{seg.segment}={row.value}: {', '.join(row.drifted_features)}"
+                        for seg in drift.segments for row in seg.segments if row.detected]
+    if drifted_segments:
+        measured += f"; in segments {'; '.join(drifted_segments)}"
     rows = [
         ["drift", measured, "-" if drift.note else drift.rule(),
          "yes" if drift.detected else "no"],
@@ -146,6 +150,24 @@ def drift_report_url(drift: ModelDrift, link: Callable[[str], str] = file_uri) -
     return link(path) if path else None
 
 
+def segment_lines(drift: ModelDrift) -> list[str]:
+    """The segment checks ([drift] segments) as markdown: one table per segment column."""
+    lines = []
+    for seg in drift.segments:
+        lines += [f"## Segments by {seg.segment}"
+                  f" (two-level false-discovery control at alpha {seg.alpha})", "",
+                  markdown_table(["value", "rows (reference / current)", "p-value (Simes)",
+                                  "drifted features", "drifted"],
+                                 [[row.value + (f" ({', '.join(row.merged)})" if row.merged else ""),
+                                   f"{row.reference_rows} / {row.current_rows}",
+                                   f"{row.pvalue:.3g}", ", ".join(row.drifted_features) or "-",
+                                   "yes" if row.detected else "no"] for row in seg.segments]),
+                  ""]
+        if seg.note:
+            lines += [seg.note, ""]
+    return lines
+
+
 def drift_markdown(drift: ModelDrift, volume: VolumeCheck,
                    link: Callable[[str], str] = file_uri) -> str:
     """A drift check's result and the volume count, as the drift-check run shows them."""
@@ -155,6 +177,7 @@ def drift_markdown(drift: ModelDrift, volume: VolumeCheck,
              ""]
     if drift.features:
         lines += [feature_table(drift.features), ""]
+    lines += segment_lines(drift)
     links = drift_report_links(drift, link)
     if links:
         lines += ["## Reports", ""] + [f"- [{text}]({url})" for text, url in links]
