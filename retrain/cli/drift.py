@@ -34,11 +34,29 @@ def cmd_drift(args: argparse.Namespace) -> int:
               f"({len(r.drifted_features)} drifted features, share {r.share:.2f}"
               f"{', rule ' + rule if rule else ''})"
               f"{' - ' + r.note if r.note else ''}")
+        importance = {f.feature: f for f in r.features or []}
+
+        def share(feature: str) -> str:
+            row = importance.get(feature)
+            return "-" if row is None or row.importance is None else f"{row.importance:.1%}"
+
         rows = [[t.feature if part == "features" else f"[{part}] {t.feature}", t.method,
-                 f"{t.value:.4g}", f"{t.threshold:.4g}", "yes" if t.drifted else "no"]
+                 f"{t.value:.4g}", f"{t.threshold:.4g}",
+                 "-" if t.effect is None else f"{t.effect:.3f}",
+                 share(t.feature) if part == "features" else "-",
+                 "yes" if t.drifted else ("held back (effect)" if t.held_back else "no")]
                 for part, t in r.parts_tables()]
         if rows:
-            print(text_table(["feature", "method", "value", "threshold", "drifted"], rows))
+            print(text_table(["feature", "method", "value", "threshold", "effect", "importance",
+                              "drifted"], rows))
+        if r.below_importance:
+            print(f"  below [drift] min_importance (reported, not triggering): "
+                  f"{', '.join(r.below_importance)}")
+        d = r.domain_classifier
+        if d is not None:
+            print(f"  domain classifier: ROC AUC {d.auc:.3f} [{d.lower:.3f}, {d.upper:.3f}] "
+                  f"vs {d.threshold} -> {'DRIFT' if d.detected else 'no drift'}; relies on "
+                  + ", ".join(f"{f.feature} ({f.importance:.0%})" for f in d.top_features[:5]))
         for seg in r.segments:
             for row in seg.segments:
                 if row.detected:

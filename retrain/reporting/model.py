@@ -150,6 +150,20 @@ def drift_report_url(drift: ModelDrift, link: Callable[[str], str] = file_uri) -
     return link(path) if path else None
 
 
+def domain_lines(drift: ModelDrift) -> list[str]:
+    """The domain classifier's verdict (``domain_classifier`` in ``[drift] methods``)."""
+    d = drift.domain_classifier
+    if d is None:
+        return []
+    return [f"## Domain classifier: {'DRIFT' if d.detected else 'no drift'}", "",
+            f"A classifier told current rows from reference rows with ROC AUC {d.auc:.3f} "
+            f"({d.confidence:.0%} interval {d.lower:.3f} .. {d.upper:.3f}, {d.folds}-fold, "
+            f"{d.reference_rows} / {d.current_rows} rows); drift when the lower bound exceeds "
+            f"{d.threshold}.", "",
+            markdown_table(["feature it relied on", "share of gain"],
+                           [[f.feature, f"{f.importance:.1%}"] for f in d.top_features]), ""]
+
+
 def segment_lines(drift: ModelDrift) -> list[str]:
     """The segment checks ([drift] segments) as markdown: one table per segment column."""
     lines = []
@@ -177,7 +191,7 @@ def drift_markdown(drift: ModelDrift, volume: VolumeCheck,
              ""]
     if drift.features:
         lines += [feature_table(drift.features), ""]
-    lines += segment_lines(drift)
+    lines += domain_lines(drift) + segment_lines(drift)
     links = drift_report_links(drift, link)
     if links:
         lines += ["## Reports", ""] + [f"- [{text}]({url})" for text, url in links]

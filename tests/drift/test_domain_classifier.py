@@ -81,3 +81,34 @@ def test_the_auc_interval_is_delongs():
 
 def test_domain_classifier_is_a_drift_method_of_the_configuration():
     assert "domain_classifier" in DriftConfig(methods=METHODS).methods
+
+
+def test_retrain_drift_and_the_dashboard_show_effect_importance_and_the_classifier(
+        make_workspace, drift_month, monkeypatch, capsys):
+    from retrain.drift.check import check_drift
+    from retrain.pipeline import run_pipeline
+    from retrain.reporting.model import drift_markdown
+    from retrain.triggers.volume import VolumeCheck
+    from retrain_prefect.cli import main
+
+    monkeypatch.delenv("RETRAIN_CONFIG", raising=False)
+    ws = make_workspace()
+    run_pipeline(ws, ["lightgbm"], reason="manual")
+    drift_month(ws)
+    config = ws.settings.base_dir / "retrain.toml"
+    config.write_text(config.read_text().replace(
+        "[drift]\n", '[drift]\nmethods = ["ks", "psi", "domain_classifier"]\nsave_reports = false\n'))
+    assert main(["--config", str(config), "drift", "--model", "lightgbm"]) == 1  # drift found
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("feature"))
+    assert header.split() == ["feature", "method", "value", "threshold", "effect", "importance",
+                              "drifted"]
+    assert "domain classifier: ROC AUC" in out and "-> DRIFT" in out
+    assert "%" in next(line for line in out.splitlines() if line.startswith("income"))
+    ws = type(ws).open(config)
+    summary = check_drift(ws, "lightgbm").summary()
+    markdown = drift_markdown(summary, VolumeCheck(model="lightgbm", met=False, new_rows=0,
+                                                   threshold=1))
+    assert "## Domain classifier: DRIFT" in markdown
+    header = next(line for line in markdown.splitlines() if line.startswith("| feature |"))
+    assert {"effect", "importance", "rank"} <= {c.strip() for c in header.split("|")}
