@@ -23,6 +23,7 @@ A sorted reference can be stored (the reference profile) and reused for every ch
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,24 @@ EXACT_KS_MAX_N = 10_000  # scipy.stats.ks_2samp(method="auto") is exact up to th
 PSI_CATEGORICAL_MAX_DISTINCT = 20  # Evidently bins numeric columns with more distinct values
 
 # Samples ----------------------------------------------------------------------------------
+
+_RANKS: dict[int, np.ndarray] = {}
+_RANKS_LOCK = threading.Lock()
+
+
+def _ranks(n: int) -> np.ndarray:
+    """1..n, read-only, shared: every column of a window has the same length, so the counts
+    of its tie-free columns are one array rather than one fresh allocation each."""
+    with _RANKS_LOCK:
+        found = _RANKS.get(n)
+        if found is None:
+            if len(_RANKS) >= 4:
+                _RANKS.pop(next(iter(_RANKS)))
+            found = np.arange(1, n + 1, dtype=np.int64)
+            found.flags.writeable = False
+            _RANKS[n] = found
+        return found
+
 
 class NumericSample:
     """The finite values of one numeric column, sorted, and what Evidently would see of them.
@@ -62,7 +81,7 @@ class NumericSample:
             v = self.values
             change = v[1:] != v[:-1]
             if change.all():  # no ties (the usual case for a continuous column): no copy
-                self._distinct = (v, np.arange(1, v.shape[0] + 1, dtype=np.int64))
+                self._distinct = (v, _ranks(v.shape[0]))
             else:  # the last index of each run of equal values
                 last = np.flatnonzero(np.append(change, True))
                 self._distinct = (v[last], last + 1)
