@@ -91,6 +91,18 @@ class NumericSample:
     def nunique(self) -> int:
         return int(self.distinct()[0].shape[0])
 
+    def more_distinct_than(self, k: int) -> bool:
+        """Whether there are more than ``k`` distinct values, found by jumping from one
+        distinct value to the next (at most ``k`` binary searches, not a pass)."""
+        if self._distinct is not None:
+            return self.nunique > k
+        v, position = self.values, 0
+        for _ in range(k):
+            if position >= v.shape[0]:
+                return False
+            position = int(np.searchsorted(v, v[position], side="right"))
+        return position < v.shape[0]
+
     def counts(self) -> tuple[np.ndarray, np.ndarray]:
         """Distinct values and how often each occurs."""
         values, cumulative = self.distinct()
@@ -198,42 +210,41 @@ def ks_statistic(reference: NumericSample, current: NumericSample) -> float:
 
     scipy takes ``F1(v)/n1 - F2(v)/n2`` at every observed value ``v`` and keeps the largest
     value and the most negative one. Between two reference values ``F1`` is constant and
-    ``F2`` can only grow, so the largest value is reached at a (distinct) reference value;
-    likewise the most negative one at a current value. Evaluating the same float expressions
-    there gives scipy's number bit for bit, and ``_largest_gap`` finds each extreme without
-    evaluating most points. (In its exact mode, n <= 10 000, scipy then rounds the statistic
-    to a multiple of 1/lcm(n1, n2); that mode is left to scipy, see ``ks_pvalue``.)
+    ``F2`` can only grow, so the largest value is reached at a reference value; likewise the
+    most negative one at a current value. Evaluating the same float expressions there, with
+    the same integer counts, gives scipy's number bit for bit, and ``_largest_gap`` finds
+    each extreme without evaluating most values. (In its exact mode, n <= 10 000, scipy then
+    rounds the statistic to a multiple of 1/lcm(n1, n2); that mode is left to scipy, see
+    ``ks_pvalue``.)
     """
     n1, n2 = reference.n, current.n
-    u1, c1 = reference.distinct()
-    u2, c2 = current.distinct()
-    max_s = _largest_gap(u1, c1, n1, current.values, n2)
+    max_s = _largest_gap(reference.values, current.values)
     # -(F1/n1 - F2/n2) is F2/n2 - F1/n1 exactly (IEEE negation and subtraction).
-    min_s = float(np.clip(_largest_gap(u2, c2, n2, reference.values, n1), 0, 1))
+    min_s = float(np.clip(_largest_gap(current.values, reference.values), 0, 1))
     return min_s if min_s > max_s else max_s
 
 
-def _largest_gap(u: np.ndarray, c: np.ndarray, n: int, other: np.ndarray, n_other: int
-                 ) -> float:
-    """max over k of ``c[k]/n - F(u[k])/n_other``, where ``u`` are one side's distinct values,
-    ``c`` its counts at or below each, and ``F(x)`` the other side's (sorted ``other``) count
-    at or below ``x``.
+def _largest_gap(own: np.ndarray, other: np.ndarray) -> float:
+    """max over the values x of ``own`` of ``F(x)/n - G(x)/n_other``, where ``F`` and ``G``
+    count the values of ``own`` and of ``other`` (both sorted) at or below x.
 
-    Coarse to fine: the gap is evaluated at every ``KS_BLOCK``-th point first. Inside a block
-    both CDFs are monotone, so no point beats ``c[end]/n - F(u[start])/n_other``
+    Coarse to fine: the gap is evaluated at every ``KS_BLOCK``-th value first. Between two
+    of them both counts are monotone, so no value beats ``F(end)/n - G(start)/n_other``
     (floating-point division and subtraction are monotone too); only the blocks whose bound
-    exceeds the best value found are evaluated point by point. The result is the same float
-    the full evaluation gives."""
-    m = u.shape[0]
-    idx = np.arange(0, m, KS_BLOCK)
-    if idx[-1] != m - 1:
-        idx = np.append(idx, m - 1)
-    f = np.searchsorted(other, u[idx], side="right")
-    values = c[idx] / n
-    values -= f / n_other
+    exceeds the best gap found are evaluated value by value. The counts are exact (binary
+    searches, ties included), so the result is the float the full evaluation gives."""
+    n, n_other = own.shape[0], other.shape[0]
+    idx = np.arange(0, n, KS_BLOCK)
+    if idx[-1] != n - 1:
+        idx = np.append(idx, n - 1)
+    x = own[idx]
+    f = np.searchsorted(own, x, side="right")
+    g = np.searchsorted(other, x, side="right")
+    values = f / n
+    values -= g / n_other
     best = values.max()
-    bound = c[idx[1:]] / n
-    bound -= f[:-1] / n_other
+    bound = f[1:] / n
+    bound -= g[:-1] / n_other
     blocks = np.flatnonzero(bound > best)
     if blocks.size:
         starts, stops = idx[blocks] + 1, idx[blocks + 1]
@@ -241,11 +252,11 @@ def _largest_gap(u: np.ndarray, c: np.ndarray, n: int, other: np.ndarray, n_othe
         keep = lengths > 0
         starts, lengths = starts[keep], lengths[keep]
         if lengths.size:
-            # Every point strictly inside the candidate blocks, in one array.
+            # Every value strictly inside the candidate blocks, in one array.
             offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-            points = np.arange(int(lengths.sum())) + offsets
-            gaps = c[points] / n
-            gaps -= np.searchsorted(other, u[points], side="right") / n_other
+            points = own[np.arange(int(lengths.sum())) + offsets]
+            gaps = np.searchsorted(own, points, side="right") / n
+            gaps -= np.searchsorted(other, points, side="right") / n_other
             best = max(best, gaps.max())
     return float(best)
 
@@ -361,7 +372,8 @@ def _category_counts(reference: Sample, current: Sample) -> tuple[np.ndarray, np
 
 def psi(reference: Sample, current: Sample) -> float:
     """Evidently's PSI (``psi_stat_test``) of two samples of one column."""
-    if isinstance(reference, NumericSample) and reference.nunique > PSI_CATEGORICAL_MAX_DISTINCT:
+    if isinstance(reference, NumericSample) and \
+            reference.more_distinct_than(PSI_CATEGORICAL_MAX_DISTINCT):
         lo = min(reference.values[0], current.values[0])
         hi = max(reference.values[-1], current.values[-1])
         edges = sturges_edges(float(lo), float(hi), reference.n + current.n,

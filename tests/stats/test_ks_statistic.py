@@ -38,3 +38,12 @@ def test_equals_scipy_bit_for_bit(name, reference, current):
     ours = ks_statistic(sample(reference), sample(current))
     theirs = stats.ks_2samp(reference, current, method="asymp").statistic
     assert ours == float(theirs), name
+
+
+@pytest.mark.parametrize("distinct", [1, 19, 20, 21, 22, 500])
+def test_more_distinct_than_agrees_with_counting(distinct):
+    values = np.repeat(np.arange(distinct, dtype=np.float64), 3)
+    s = sample(values)
+    assert s.more_distinct_than(20) == (distinct > 20)
+    s.distinct()  # counted: the same answer from the counts
+    assert s.more_distinct_than(20) == (distinct > 20)
