@@ -139,23 +139,25 @@ class ObjectStore:
                 "it was removed, retry")
         return expected
 
-    def read(self, key: str) -> bytes:
-        """The object's bytes; a missing one is an ``ArtifactIntegrityError`` naming it."""
+    def read(self, key: str, what: str = "") -> bytes:
+        """The object's bytes; a missing one is an ``ArtifactIntegrityError`` naming it (as
+        ``what``, e.g. "model artifact", and its URL)."""
         path = self._path(key)
+        name = f"{what} {self.url(key)}" if what else self.url(key)
         try:
             if not self.remote:
                 return Path(path).read_bytes()
             return self.fs.cat_file(path)
         except FileNotFoundError:
-            raise ArtifactIntegrityError(f"{self.url(key)} is missing") from None
+            raise ArtifactIntegrityError(f"{name} is missing") from None
         except IsADirectoryError:
-            raise ArtifactIntegrityError(f"{self.url(key)} is a folder, not a file") from None
+            raise ArtifactIntegrityError(f"{name} is a folder, not a file") from None
         except OSError as exc:
-            raise ArtifactIntegrityError(f"{self.url(key)} cannot be read: {exc}") from None
+            raise ArtifactIntegrityError(f"{name} cannot be read: {exc}") from None
 
     def verified(self, key: str, expected_sha256: str, what: str = "model artifact") -> bytes:
         """The object's bytes, if it is there and its sha256 is the one recorded."""
-        data = self.read(key)
+        data = self.read(key, what)
         actual = sha256_bytes(data)
         if actual != expected_sha256:
             raise ArtifactIntegrityError(

@@ -20,7 +20,7 @@ from pathlib import Path
 from retrain.errors import ArtifactIntegrityError, ConfigError
 from retrain.estimators import DEFAULT_SOURCE, EstimatorSource, kind_of
 from retrain.modeling import Preprocessing, TrainedModel
-from retrain.storage import atomic_write_bytes
+from retrain.storage import ObjectStore
 
 FORMAT = "retrain-model/1"
 ARTIFACT_COMPRESSION = 1  # zlib level of an artifact's entries
@@ -56,23 +56,14 @@ def serialize(model: TrainedModel, profile: bytes | None = None) -> bytes:
 
 def save_model(model: TrainedModel, path: Path, profile: bytes | None = None) -> str:
     """Write the artifact (with the reference profile, if any) atomically; return its sha256."""
-    data = serialize(model, profile)
-    atomic_write_bytes(path, data)
-    return hashlib.sha256(data).hexdigest()
+    path = Path(path)
+    return ObjectStore(path.parent).write(path.name, serialize(model, profile))
 
 
 def verified_bytes(path: Path, expected_sha256: str) -> bytes:
     """The file's bytes, if it is there and its sha256 is the one the registry recorded."""
     path = Path(path)
-    if not path.is_file():
-        raise ArtifactIntegrityError(f"model artifact {path} is missing")
-    data = path.read_bytes()
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != expected_sha256:
-        raise ArtifactIntegrityError(
-            f"model artifact {path} has sha256 {actual[:12]}..., the registry recorded "
-            f"{expected_sha256[:12]}...: refusing to load a changed or corrupt file")
-    return data
+    return ObjectStore(path.parent).verified(path.name, expected_sha256)
 
 
 def load_profile_bytes(path: Path, expected_sha256: str) -> bytes | None:

@@ -92,15 +92,8 @@ def check_performance(ws: Workspace, model_name: str, production=CURRENT) -> Per
     current = compute_metrics(y, proba, task=production.task)[metric]
     baseline = production.metrics[metric]
     drop = float(relative_drop(metric, baseline, current))
-    profile = load_profile(ws, production)
-    holdout_y = holdout_p = None
-    if profile is not None and profile.holdout_proba is not None:
-        holdout_y, holdout_p = profile.holdout_labels, profile.holdout_proba
-    if len(y) > BOOTSTRAP_MAX_ROWS:
-        keep = np.random.default_rng(0).choice(len(y), BOOTSTRAP_MAX_ROWS, replace=False)
-        y_boot, p_boot = y[keep], proba[keep]
-    else:
-        y_boot, p_boot = y, proba
+    holdout_y, holdout_p = _holdout(ws, production)
+    y_boot, p_boot = _bounded(y, proba, np.random.default_rng(0))
     lo, hi = drop_interval(metric, baseline, y_boot, p_boot, holdout_y=holdout_y,
                            holdout_proba=holdout_p, resamples=triggers.performance_bootstrap,
                            confidence=triggers.performance_confidence)
@@ -115,6 +108,24 @@ def check_performance(ws: Workspace, model_name: str, production=CURRENT) -> Per
                             drop_interval=[lo, hi], confidence=triggers.performance_confidence,
                             significant=significant,
                             threshold=triggers.performance_max_relative_drop, source=source)
+
+
+def _holdout(ws: Workspace, production) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The production version's holdout labels and scores from its profile (the baseline's
+    bootstrap resamples them), or (None, None)."""
+    profile = load_profile(ws, production)
+    if profile is None or profile.holdout_proba is None:
+        return None, None
+    return profile.holdout_labels, profile.holdout_proba
+
+
+def _bounded(y: np.ndarray, scores: np.ndarray, rng: np.random.Generator
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``BOOTSTRAP_MAX_ROWS`` rows of (y, scores), drawn without replacement."""
+    if len(y) <= BOOTSTRAP_MAX_ROWS:
+        return y, scores
+    keep = rng.choice(len(y), BOOTSTRAP_MAX_ROWS, replace=False)
+    return y[keep], scores[keep]
 
 
 def _with_estimate(ws: Workspace, model_name: str, production, metric: str) -> PerformanceCheck:
@@ -142,9 +153,7 @@ def _with_estimate(ws: Workspace, model_name: str, production, metric: str) -> P
         if len(set(y.tolist())) >= 2:
             realised = compute_metrics(y, scores, task=model.task)[metric]
             parts.append(realised)
-            keep = slice(None) if len(y) <= BOOTSTRAP_MAX_ROWS else \
-                rng.choice(len(y), BOOTSTRAP_MAX_ROWS, replace=False)
-            draws.append(bootstrap_metric(metric, y[keep], scores[keep], resamples, rng))
+            draws.append(bootstrap_metric(metric, *_bounded(y, scores, rng), resamples, rng))
             weights.append(labeled.height)
     estimated = interval = None
     if unlabeled.height:
@@ -165,10 +174,7 @@ def _with_estimate(ws: Workspace, model_name: str, production, metric: str) -> P
     current = float(np.dot(w, parts))
     combined = sum(wi * d for wi, d in zip(w, draws))
     baseline = production.metrics[metric]
-    profile = load_profile(ws, production)
-    holdout_y = holdout_p = None
-    if profile is not None and profile.holdout_proba is not None:
-        holdout_y, holdout_p = profile.holdout_labels, profile.holdout_proba
+    holdout_y, holdout_p = _holdout(ws, production)
     lo, hi = drop_interval(metric, baseline, None, None, holdout_y=holdout_y,
                            holdout_proba=holdout_p, resamples=resamples,
                            confidence=triggers.performance_confidence, current=combined)

@@ -16,8 +16,8 @@ import pytest
 import skops
 import skops.io as sio
 
-from retrain.registry.artifacts import (FORMAT, atomic_write_bytes, load_model, save_model, serialize,
-                               sha256_file)
+from retrain.registry.artifacts import FORMAT, load_model, save_model, serialize, sha256_file
+from retrain.storage import atomic_write_bytes
 from retrain.data import Schema
 from retrain.demo import generate_month
 from retrain.errors import ArtifactIntegrityError, ConfigError
