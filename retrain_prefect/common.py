@@ -71,6 +71,9 @@ def step_settings() -> Iterator[None]:
     whether that process is alive: crash detection (retrain_prefect.automations) loses nothing.
     """
     context = get_settings_context()
+    if context.settings.flows.heartbeat_frequency is None:  # the parent sends none either
+        yield
+        return
     with SettingsContext(profile=context.profile, settings=_without_heartbeats(context.settings)):
         yield
 
