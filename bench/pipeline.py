@@ -9,12 +9,14 @@ N x 5,000-row drifted month) and runs the demo's two pipeline runs in each: the 
 then, after the drifted month is appended, the monthly run that detects the drift, retrains,
 evaluates and promotes. One workspace goes through ``retrain.pipeline.run_pipeline`` (the
 library steps called directly), the other through the ``retraining-pipeline`` flow against a
-local Prefect API (Prefect's ephemeral server in a temporary PREFECT_HOME, started and warmed
-up before anything is timed), with the settings ``retrain`` gives processes that start flows
-themselves (``retrain_prefect.environment.LOCAL_ENV``; a variable set in the environment wins,
-which is how a setting is compared with Prefect's default). ``--with-subflow-heartbeats`` adds
-a third variant: the flow with heartbeats in every subflow (Prefect's default), to show what
-``retrain_prefect.common.step_settings`` saves.
+local Prefect API (the temporary server ``retrain run`` starts, ``retrain_prefect.ephemeral``,
+in a temporary PREFECT_HOME, started and warmed up before anything is timed), with the
+settings ``retrain`` gives processes that start flows themselves
+(``retrain_prefect.environment.LOCAL_ENV``; a variable set in the environment wins, which is
+how a setting is compared with Prefect's default) and flows run against that server
+(``retrain_prefect.ephemeral.temporary_server_settings``). ``--with-subflow-heartbeats`` adds
+a third variant: the flow with heartbeats in every flow and subflow (Prefect's default), to
+show what ``retrain_prefect.common.step_settings`` and the temporary server's settings save.
 
 Wall time is what the issue's target (Prefect / direct <= 1.10 at 10x) is about. On a busy
 machine it swings by seconds from one run to the next (LightGBM's OpenMP threads suffer most),
@@ -232,8 +234,10 @@ def run_direct(config: Path, reason: str):
 
 
 def run_prefect(config: Path, reason: str):
+    from retrain_prefect.ephemeral import temporary_server
     from retrain_prefect.flows.pipeline import retraining_pipeline
-    return retraining_pipeline(config=str(config), reason=reason)
+    with temporary_server():  # as `retrain run` does
+        return retraining_pipeline(config=str(config), reason=reason)
 
 
 def demo(run, directory: Path, scale: int) -> dict:
@@ -255,15 +259,20 @@ def demo(run, directory: Path, scale: int) -> dict:
 
 @contextlib.contextmanager
 def subflow_heartbeats():
-    """Prefect's default: every subflow sends (and joins) its own heartbeats."""
+    """Prefect's default: every flow and subflow sends (and joins) its own heartbeats, also
+    against the temporary server."""
+    import retrain_prefect.ephemeral
     import retrain_prefect.flows.drift_check
     import retrain_prefect.flows.pipeline
     original = retrain_prefect.flows.pipeline.step_settings
+    original_server = retrain_prefect.ephemeral.temporary_server_settings
     retrain_prefect.flows.pipeline.step_settings = retrain_prefect.flows.drift_check.step_settings = contextlib.nullcontext
+    retrain_prefect.ephemeral.temporary_server_settings = contextlib.nullcontext
     try:
         yield
     finally:
         retrain_prefect.flows.pipeline.step_settings = retrain_prefect.flows.drift_check.step_settings = original
+        retrain_prefect.ephemeral.temporary_server_settings = original_server
 
 
 def warm_up() -> float:

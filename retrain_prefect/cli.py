@@ -32,12 +32,12 @@ def run_pipeline(config: str | None, models: list[str] | None, force: bool,
     prefect_env()
     # Late: importing Prefect takes seconds, and only these two commands need it.
     from retrain_prefect.common import quiet_user_error_tracebacks
-    from retrain_prefect.ephemeral import temporary_server_dies_with_this_process
+    from retrain_prefect.ephemeral import temporary_server
     from retrain_prefect.flows.pipeline import retraining_pipeline
     if not logging.getLogger("retrain").isEnabledFor(logging.DEBUG):
         quiet_user_error_tracebacks()
-    temporary_server_dies_with_this_process()
-    return retraining_pipeline(models=models, force=force, reason=reason, config=config)
+    with temporary_server():  # when there is no PREFECT_API_URL
+        return retraining_pipeline(models=models, force=force, reason=reason, config=config)
 
 
 def answer_approval(run_id: str, approve: bool, actor: str, comment: str) -> str:

@@ -11,11 +11,12 @@ from functools import lru_cache
 from typing import Iterable, Iterator
 
 from prefect.blocks.system import Secret
-from prefect.context import (FlowRunContext, SettingsContext, TagsContext, get_run_context,
-                             get_settings_context)
+from prefect.context import (AsyncClientContext, FlowRunContext, SettingsContext, TagsContext,
+                             get_run_context, get_settings_context)
 from prefect.exceptions import MissingContextError
 from prefect.logging.handlers import APILogHandler, PrefectConsoleHandler
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, Settings
+from prefect.utilities.asyncutils import run_coro_as_sync
 
 from retrain.config import find_config_path
 from retrain.errors import RetrainError
@@ -64,15 +65,51 @@ def tag_current_run(tags: list[str]) -> None:
 
 @contextmanager
 def step_settings() -> Iterator[None]:
-    """Settings for the subflows of a parent flow: no heartbeats of their own.
+    """Settings for the subflows of a parent flow: no heartbeats of their own, and one API
+    client for the runs that record them (``shared_async_client``).
 
     A synchronous flow joins its heartbeat thread when it ends, which costs up to a second
     per flow. Subflows run in the parent's process, so the parent's heartbeats already show
     whether that process is alive: crash detection (retrain_prefect.automations) loses nothing.
     """
     context = get_settings_context()
-    with SettingsContext(profile=context.profile, settings=_without_heartbeats(context.settings)):
-        yield
+    with shared_async_client():
+        if context.settings.flows.heartbeat_frequency is None:  # the parent sends none either
+            yield
+            return
+        with SettingsContext(profile=context.profile,
+                             settings=_without_heartbeats(context.settings)):
+            yield
+
+
+@contextmanager
+def shared_async_client() -> Iterator[None]:
+    """One asynchronous API client for what Prefect does asynchronously inside (a subflow's
+    run in its parent is recorded as a task run, through ``get_client()``), instead of a new
+    one each time: each loads the TLS certificates (about 20 ms, even for an http:// API) and
+    opens a connection of its own.
+
+    The client is started on the event loop where Prefect runs asynchronous calls for
+    synchronous code (``run_coro_as_sync``) and made the current ``AsyncClientContext``;
+    ``get_client()`` returns it on that loop (and to synchronous code, which runs its calls
+    there), and makes a client of its own on any other loop, as before."""
+    if AsyncClientContext.get() is not None:
+        yield  # one is there already
+        return
+    shared = AsyncClientContext()  # its client is not started yet
+
+    async def start() -> None:
+        await shared.client.__aenter__()
+
+    async def stop() -> None:
+        await shared.client.__aexit__(None, None, None)
+
+    run_coro_as_sync(start())
+    try:
+        with shared:  # the context variable, in this thread (and what it starts, copied)
+            yield
+    finally:
+        run_coro_as_sync(stop())
 
 
 _derived: tuple[Settings, Settings] | None = None  # (settings, the same without heartbeats)

@@ -25,7 +25,9 @@ LOCAL_ENV = {
     # such commits: bench/pipeline.py's retry counter saw 4 retries (8.4 s waited) over 6 demo
     # pipelines under Prefect before, 2 (3.5 s) over 8 after. Task runs reach the temporary
     # server's database up to 5 s later, which nothing reads during a run. The database and
-    # client timeouts and retry settings do not help (README, "Performance").
+    # client timeouts and retry settings do not help (README, "Performance"); the temporary
+    # server runs such a refused call again itself, within milliseconds
+    # (retrain_prefect.ephemeral).
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
 }
 

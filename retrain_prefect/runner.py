@@ -22,6 +22,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from retrain.config import OrchestrationConfig
 from retrain.pipeline.context import RunContext
 from retrain.pipeline.runner import StepInfo, step_info
 from retrain_prefect.common import untagged
@@ -36,6 +37,7 @@ Publisher = Callable[..., None]
 _CALL: contextvars.ContextVar[tuple[Callable[..., Any], RunContext, tuple[Any, ...],
                                     Publisher | None]] = contextvars.ContextVar("retrain_step")
 _wrapped: dict[tuple[str, str], Any] = {}
+_with_runner: dict[tuple[str, str], Any] = {}  # (step, [orchestration] as JSON): the flow
 
 
 def _body(models: list[str], reason: str) -> Any:
@@ -63,6 +65,16 @@ def _prefect_object(info: StepInfo):
                                  validate_parameters=False, log_prints=True,
                                  flow_run_name=_run_name(info.name))(body)
     return _wrapped[key]
+
+
+def _on_task_runner(prefect_object, info: StepInfo, orchestration: OrchestrationConfig):
+    """The step's flow with the task runner ``orchestration`` names, made once per settings
+    (a copy of a flow costs tens of milliseconds; each run enters a duplicate of its task
+    runner, never the flow's own)."""
+    key = (info.name, orchestration.model_dump_json())
+    if key not in _with_runner:
+        _with_runner[key] = prefect_object.with_options(task_runner=task_runner_for(orchestration))
+    return _with_runner[key]
 
 
 def _run_name(step: str) -> Callable[[], str]:
@@ -98,8 +110,7 @@ class PrefectRunner:
             orchestration = context.workspace.settings.orchestration
             # This run's task runner (a Dask cluster started for the subflow, say), and a pool
             # whose fits are tasks on it.
-            prefect_object = prefect_object.with_options(
-                task_runner=task_runner_for(orchestration))
+            prefect_object = _on_task_runner(prefect_object, info, orchestration)
             context.model_pool = PrefectModelPool(orchestration)
         token = _CALL.set((fn, context, inputs, self.publishers.get(info.name)))
         try:

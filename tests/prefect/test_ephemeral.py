@@ -58,7 +58,7 @@ def test_a_killed_run_does_not_leave_the_temporary_server_running(tmp_path):
         assert run.poll() is None, run.stderr.read().decode()
         assert time.monotonic() < deadline, "the run never reached its registration"
         time.sleep(0.2)
-    servers = [pid for pid, cmd in children_of(run.pid) if "prefect.server.api.server" in cmd]
+    servers = [pid for pid, cmd in children_of(run.pid) if "retrain_prefect.ephemeral:create_app" in cmd]
     assert len(servers) == 1, children_of(run.pid)
     run.send_signal(signal.SIGKILL)
     run.wait(timeout=30)
