@@ -80,12 +80,14 @@ def test_other_answers_pass_through_at_once():
 
 
 def test_flows_against_the_temporary_server_skip_heartbeats_and_csrf_tokens():
-    with temporary_settings(restore_defaults={PREFECT_API_URL}):
-        assert get_current_settings().flows.heartbeat_frequency is not None
+    # Heartbeats on, as Prefect's default has them (the suite's own fixtures may turn them off).
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 30},
+                            restore_defaults={PREFECT_API_URL}):
+        assert get_current_settings().flows.heartbeat_frequency == 30
         with temporary_server_settings():
             assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() is None
             assert PREFECT_CLIENT_CSRF_SUPPORT_ENABLED.value() is False
-        assert get_current_settings().flows.heartbeat_frequency is not None
+        assert get_current_settings().flows.heartbeat_frequency == 30
 
 
 def test_a_server_of_the_users_keeps_prefects_settings():
