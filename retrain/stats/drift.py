@@ -205,6 +205,15 @@ def categorical_counts(lf: pl.LazyFrame, column: str) -> CategoricalSample:
 KS_BLOCK = 64  # points per block of the coarse pass of the KS statistic
 
 
+def _grid(n: int) -> np.ndarray:
+    """The positions the coarse pass of the KS statistic looks at in a sorted array of ``n``
+    values: every ``KS_BLOCK``-th one, and the last."""
+    idx = np.arange(0, n, KS_BLOCK)
+    if idx[-1] != n - 1:
+        idx = np.append(idx, n - 1)
+    return idx
+
+
 def ks_statistic(reference: NumericSample, current: NumericSample) -> float:
     """The two-sided KS statistic exactly as ``scipy.stats.ks_2samp`` computes it.
 
@@ -217,46 +226,75 @@ def ks_statistic(reference: NumericSample, current: NumericSample) -> float:
     rounds the statistic to a multiple of 1/lcm(n1, n2); that mode is left to scipy, see
     ``ks_pvalue``.)
     """
-    n1, n2 = reference.n, current.n
-    max_s = _largest_gap(reference.values, current.values)
+    ref, cur = reference.values, current.values
+    ref_idx, cur_idx = _grid(ref.shape[0]), _grid(cur.shape[0])
+    ref_grid, cur_grid = ref[ref_idx], cur[cur_idx]
+    max_s = _largest_gap(ref, cur, ref_idx, ref_grid, cur_idx, cur_grid)
     # -(F1/n1 - F2/n2) is F2/n2 - F1/n1 exactly (IEEE negation and subtraction).
-    min_s = float(np.clip(_largest_gap(current.values, reference.values), 0, 1))
+    min_s = float(np.clip(_largest_gap(cur, ref, cur_idx, cur_grid, ref_idx, ref_grid), 0, 1))
     return min_s if min_s > max_s else max_s
 
 
-def _largest_gap(own: np.ndarray, other: np.ndarray) -> float:
+def _largest_gap(own: np.ndarray, other: np.ndarray, idx: np.ndarray, grid: np.ndarray,
+                 other_idx: np.ndarray, other_grid: np.ndarray) -> float:
     """max over the values x of ``own`` of ``F(x)/n - G(x)/n_other``, where ``F`` and ``G``
-    count the values of ``own`` and of ``other`` (both sorted) at or below x.
+    count the values of ``own`` and of ``other`` (both sorted) at or below x; ``idx`` and
+    ``grid`` are ``_grid(n)`` and ``own`` at those positions, ``other_idx`` and
+    ``other_grid`` the same of ``other``.
 
-    Coarse to fine: the gap is evaluated at every ``KS_BLOCK``-th value first. Between two
-    of them both counts are monotone, so no value beats ``F(end)/n - G(start)/n_other``
-    (floating-point division and subtraction are monotone too); only the blocks whose bound
-    exceeds the best gap found are evaluated value by value. The counts are exact (binary
-    searches, ties included), so the result is the float the full evaluation gives."""
-    n, n_other = own.shape[0], other.shape[0]
-    idx = np.arange(0, n, KS_BLOCK)
-    if idx[-1] != n - 1:
-        idx = np.append(idx, n - 1)
-    x = own[idx]
-    f = np.searchsorted(own, x, side="right")
-    g = np.searchsorted(other, x, side="right")
-    values = f / n
-    values -= g / n_other
-    best = values.max()
-    bound = f[1:] / n
-    bound -= g[:-1] / n_other
-    blocks = np.flatnonzero(bound > best)
+    At position i of ``own``, ``F`` is at least i + 1, and exactly that at the last of equal
+    values, so the maximum of ``(i + 1)/n - G(own[i])/n_other`` over the positions is the
+    maximum sought (the same floats: division and subtraction are monotone): no count of
+    ``own`` is needed. ``G`` is found coarse to fine:
+
+    1. The two grids are merged (a binary search of one small array in another): between
+       two grid values of ``other``, ``G`` of each grid value of ``own`` is known to within
+       ``KS_BLOCK``. That bounds the gap at every grid position from below, and in every
+       block between two of them from above, since both counts are monotone.
+    2. Only at the ends of the blocks whose upper bound reaches the best lower bound is
+       ``G`` counted exactly (binary search in ``other``); that gives the best gap at a
+       grid position, and a tighter bound on each of those blocks.
+    3. The values inside the blocks whose bound still exceeds that best gap are evaluated
+       one by one.
+
+    The counts evaluated are exact, so the result is the float the full evaluation gives.
+    """
+    n, m = own.shape[0], other.shape[0]
+    f = idx + 1
+    # Grid value x of own lies in [other_grid[j - 1], other_grid[j]): G(x) is at least
+    # other_idx[j - 1] + 1 (0 when j = 0) and at most other_idx[j] (m past the last).
+    j = np.searchsorted(other_grid, grid, side="right")
+    low = np.concatenate(([0], other_idx + 1))[j]
+    high = np.concatenate((other_idx, [m]))[j]
+    best_low = (f / n - high / m).max()
+    # Block b: positions idx[b] + 1 .. idx[b + 1].
+    upper = f[1:] / n
+    upper -= low[:-1] / m
+    blocks = np.flatnonzero(upper >= best_low)
+    ends = np.zeros(idx.shape[0], dtype=bool)
+    ends[0] = True
+    ends[blocks] = True
+    ends[blocks + 1] = True
+    at = np.flatnonzero(ends)
+    g = np.searchsorted(other, grid[at], side="right")
+    best = (f[at] / n - g / m).max()
     if blocks.size:
+        exact = np.empty(idx.shape[0], dtype=np.int64)
+        exact[at] = g
+        # Inside block b (positions idx[b] + 1 .. idx[b + 1] - 1): i + 1 <= idx[b + 1].
+        inside = idx[blocks + 1] / n
+        inside -= exact[blocks] / m
+        blocks = blocks[inside > best]
         starts, stops = idx[blocks] + 1, idx[blocks + 1]
         lengths = stops - starts
         keep = lengths > 0
         starts, lengths = starts[keep], lengths[keep]
         if lengths.size:
-            # Every value strictly inside the candidate blocks, in one array.
+            # Every position strictly inside the remaining blocks, in one array.
             offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-            points = own[np.arange(int(lengths.sum())) + offsets]
-            gaps = np.searchsorted(own, points, side="right") / n
-            gaps -= np.searchsorted(other, points, side="right") / n_other
+            positions = np.arange(int(lengths.sum())) + offsets
+            gaps = (positions + 1) / n
+            gaps -= np.searchsorted(other, own[positions], side="right") / m
             best = max(best, gaps.max())
     return float(best)
 
