@@ -136,8 +136,14 @@ def _is_integer_dtype(dtype: pl.DataType) -> bool:
     return dtype.is_integer()
 
 
-def numeric_sample(values: Any) -> NumericSample:
-    """A :class:`NumericSample` of a polars Series, pandas Series or numpy array."""
+def numeric_sample(values: Any, out: np.ndarray | None = None) -> NumericSample:
+    """A :class:`NumericSample` of a polars Series, pandas Series or numpy array.
+
+    ``out``: a float64 buffer at least as long as ``values`` to sort them into, instead of a
+    fresh array (a caller sorting column after column reuses one buffer, so no column pays for
+    a new allocation and its page faults). The sample then views the buffer and is valid only
+    until the buffer is written again.
+    """
     integer = False
     if isinstance(values, pl.Series):
         integer = _is_integer_dtype(values.dtype) and values.null_count() == 0
@@ -155,7 +161,12 @@ def numeric_sample(values: Any) -> NumericSample:
             integer = np.issubdtype(raw.dtype, np.integer)
             arr = raw.astype(np.float64, copy=False)
     total = arr.shape[0]
-    s = np.sort(arr)  # NaN sorts last; -inf first, +inf before NaN
+    if out is None:
+        s = np.sort(arr)  # NaN sorts last; -inf first, +inf before NaN
+    else:
+        s = out[:total]
+        np.copyto(s, arr)
+        s.sort()
     lo = int(np.searchsorted(s, -np.inf, side="right"))
     hi = int(np.searchsorted(s, np.inf, side="left"))
     s = s[lo:hi]

@@ -130,6 +130,21 @@ def test_fast_smirnov_sum_agrees_with_scipy():
     assert kstwo_sf(0.001, 50_000.0) == stats.kstwo.sf(0.001, 50_000.0)  # scipy's own path
 
 
+def test_a_sample_sorted_into_a_buffer_is_the_sample_sorted_afresh():
+    rng = np.random.default_rng(8)
+    values = rng.normal(size=1000)
+    values[rng.random(1000) < 0.05] = np.nan
+    values[:3] = [np.inf, -np.inf, np.inf]
+    with_nulls = pl.Series(values).set(pl.Series(rng.random(1000) < 0.05), None)
+    buffer = np.full(1500, 7.0)  # longer than the column, holding another column's values
+    for column in (pl.Series(values), with_nulls, pl.Series(rng.integers(0, 9, 1000)),
+                   pd.Series(values), values):
+        fresh, into = numeric_sample(column), numeric_sample(column, out=buffer)
+        np.testing.assert_array_equal(into.values, fresh.values)
+        assert (into.missing, into.integer) == (fresh.missing, fresh.integer)
+        assert np.shares_memory(into.values, buffer)
+
+
 def test_other_evidently_methods_by_name():
     reference, current = awkward_frames(1500, 1500, seed=5)
     reference, current = reference.select("shift", "cat"), current.select("shift", "cat")
