@@ -214,15 +214,26 @@ def categorical_counts(lf: pl.LazyFrame, column: str) -> CategoricalSample:
 # KS ---------------------------------------------------------------------------------------
 
 KS_BLOCK = 64  # points per block of the coarse pass of the KS statistic
+KS_FANOUT = 8  # each block a pass leaves is cut into this many for the next
 
 
-def _grid(n: int) -> np.ndarray:
-    """The positions the coarse pass of the KS statistic looks at in a sorted array of ``n``
-    values: every ``KS_BLOCK``-th one, and the last."""
-    idx = np.arange(0, n, KS_BLOCK)
-    if idx[-1] != n - 1:
-        idx = np.append(idx, n - 1)
-    return idx
+class _Grid:
+    """One sorted side of the KS statistic at the positions its coarse pass looks at (every
+    ``KS_BLOCK``-th value and the last), with what the other side's pass reads off them."""
+
+    __slots__ = ("values", "idx", "grid", "cdf", "below", "above")
+
+    def __init__(self, values: np.ndarray):
+        n = values.shape[0]
+        idx = np.arange(0, n, KS_BLOCK)
+        if idx[-1] != n - 1:
+            idx = np.append(idx, n - 1)
+        self.values, self.idx, self.grid = values, idx, values[idx]
+        self.cdf = (idx + 1) / n  # (i + 1)/n at each grid position i
+        # Bounds on this side's count at a value x in [grid[j - 1], grid[j]) over n: at least
+        # (idx[j - 1] + 1)/n (0 for j = 0), at most idx[j]/n (1 past the last).
+        self.below = np.concatenate(([0], idx + 1)) / n
+        self.above = np.concatenate((idx, [n])) / n
 
 
 def ks_statistic(reference: NumericSample, current: NumericSample) -> float:
@@ -237,77 +248,79 @@ def ks_statistic(reference: NumericSample, current: NumericSample) -> float:
     rounds the statistic to a multiple of 1/lcm(n1, n2); that mode is left to scipy, see
     ``ks_pvalue``.)
     """
-    ref, cur = reference.values, current.values
-    ref_idx, cur_idx = _grid(ref.shape[0]), _grid(cur.shape[0])
-    ref_grid, cur_grid = ref[ref_idx], cur[cur_idx]
-    max_s = _largest_gap(ref, cur, ref_idx, ref_grid, cur_idx, cur_grid)
+    ref, cur = _Grid(reference.values), _Grid(current.values)
+    # The grids merged: for each grid value of one side, how many of the other's are at or
+    # below it. One binary search gives the reference's; the current's follow by counting,
+    # since a reference grid value r is at or below the l-th current grid value exactly when
+    # at most l current grid values are strictly below r.
+    ref_in_cur = np.searchsorted(cur.grid, ref.grid, side="right")
+    below = ref_in_cur
+    if (cur.grid[ref_in_cur - 1] == ref.grid).any():  # a value on both grids (ties)
+        below = np.searchsorted(cur.grid, ref.grid, side="left")
+    cur_in_ref = np.cumsum(np.bincount(below, minlength=cur.grid.shape[0] + 1))[:-1]
+    max_s = _largest_gap(ref, cur, ref_in_cur)
     # -(F1/n1 - F2/n2) is F2/n2 - F1/n1 exactly (IEEE negation and subtraction).
-    min_s = float(np.clip(_largest_gap(cur, ref, cur_idx, cur_grid, ref_idx, ref_grid), 0, 1))
+    min_s = float(np.clip(_largest_gap(cur, ref, cur_in_ref), 0, 1))
     return min_s if min_s > max_s else max_s
 
 
-def _largest_gap(own: np.ndarray, other: np.ndarray, idx: np.ndarray, grid: np.ndarray,
-                 other_idx: np.ndarray, other_grid: np.ndarray) -> float:
+def _largest_gap(own: _Grid, other: _Grid, j: np.ndarray) -> float:
     """max over the values x of ``own`` of ``F(x)/n - G(x)/n_other``, where ``F`` and ``G``
-    count the values of ``own`` and of ``other`` (both sorted) at or below x; ``idx`` and
-    ``grid`` are ``_grid(n)`` and ``own`` at those positions, ``other_idx`` and
-    ``other_grid`` the same of ``other``.
+    count the values of ``own`` and of ``other`` (both sorted) at or below x.
 
     At position i of ``own``, ``F`` is at least i + 1, and exactly that at the last of equal
     values, so the maximum of ``(i + 1)/n - G(own[i])/n_other`` over the positions is the
     maximum sought (the same floats: division and subtraction are monotone): no count of
-    ``own`` is needed. ``G`` is found coarse to fine:
+    ``own`` is needed. ``G`` is found coarse to fine. From the two grids merged (``j``: for
+    each grid value of ``own``, how many grid values of ``other`` are at or below it), ``G``
+    at each grid value of ``own`` is known to within ``KS_BLOCK``. That bounds the gap
+    at every grid position from below, and in every block between two of them from above,
+    since both counts are monotone; only the blocks whose upper bound reaches the best lower
+    bound are searched further (``_refine``). The counts evaluated are exact, so the result
+    is the float the full evaluation gives."""
+    values, n, m = own.values, own.values.shape[0], other.values.shape[0]
+    best_low = (own.cdf - other.above[j]).max()
+    # Block b: positions idx[b] + 1 .. idx[b + 1]; G over n_other is at least below[j[b]].
+    low = other.below[j[:-1]]
+    blocks = np.flatnonzero(own.cdf[1:] - low >= best_low)
+    first = int(np.searchsorted(other.values, values[0], side="right"))
+    best = 1 / n - first / m  # position 0, in no block
+    if not blocks.size:
+        return float(best)
+    return _refine(values, other.values, own.idx[blocks], own.idx[blocks + 1], low[blocks],
+                   best, KS_BLOCK)
 
-    1. The two grids are merged (a binary search of one small array in another): between
-       two grid values of ``other``, ``G`` of each grid value of ``own`` is known to within
-       ``KS_BLOCK``. That bounds the gap at every grid position from below, and in every
-       block between two of them from above, since both counts are monotone.
-    2. Only at the ends of the blocks whose upper bound reaches the best lower bound is
-       ``G`` counted exactly (binary search in ``other``); that gives the best gap at a
-       grid position, and a tighter bound on each of those blocks.
-    3. The values inside the blocks whose bound still exceeds that best gap are evaluated
-       one by one.
 
-    The counts evaluated are exact, so the result is the float the full evaluation gives.
-    """
+def _refine(own: np.ndarray, other: np.ndarray, starts: np.ndarray, stops: np.ndarray,
+            taken: np.ndarray, best: float, length: int) -> float:
+    """``best`` raised to the largest gap at positions ``starts[k] + 1 .. stops[k]`` of
+    ``own``, for blocks at most ``length`` positions long, given ``taken``: a lower bound
+    on ``G/n_other`` at each start (at most ``G(own[start])/n_other``).
+
+    Each block is cut every ``length // KS_FANOUT`` positions, its stop being the last cut;
+    ``G`` is counted at the cuts and their gaps raise ``best``. Inside the piece between two
+    cuts, i + 1 <= the piece's stop and ``G`` is at least its count at the piece's start, so
+    no gap beats ``stop/n - G(start)/n_other``: the pieces whose bound exceeds ``best`` are
+    cut in turn, until the cuts are every position."""
     n, m = own.shape[0], other.shape[0]
-    f = idx + 1
-    # Grid value x of own lies in [other_grid[j - 1], other_grid[j]): G(x) is at least
-    # other_idx[j - 1] + 1 (0 when j = 0) and at most other_idx[j] (m past the last).
-    j = np.searchsorted(other_grid, grid, side="right")
-    low = np.concatenate(([0], other_idx + 1))[j]
-    high = np.concatenate((other_idx, [m]))[j]
-    best_low = (f / n - high / m).max()
-    # Block b: positions idx[b] + 1 .. idx[b + 1].
-    upper = f[1:] / n
-    upper -= low[:-1] / m
-    blocks = np.flatnonzero(upper >= best_low)
-    ends = np.zeros(idx.shape[0], dtype=bool)
-    ends[0] = True
-    ends[blocks] = True
-    ends[blocks + 1] = True
-    at = np.flatnonzero(ends)
-    g = np.searchsorted(other, grid[at], side="right")
-    best = (f[at] / n - g / m).max()
-    if blocks.size:
-        exact = np.empty(idx.shape[0], dtype=np.int64)
-        exact[at] = g
-        # Inside block b (positions idx[b] + 1 .. idx[b + 1] - 1): i + 1 <= idx[b + 1].
-        inside = idx[blocks + 1] / n
-        inside -= exact[blocks] / m
-        blocks = blocks[inside > best]
-        starts, stops = idx[blocks] + 1, idx[blocks + 1]
-        lengths = stops - starts
-        keep = lengths > 0
-        starts, lengths = starts[keep], lengths[keep]
-        if lengths.size:
-            # Every position strictly inside the remaining blocks, in one array.
-            offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-            positions = np.arange(int(lengths.sum())) + offsets
-            gaps = (positions + 1) / n
-            gaps -= np.searchsorted(other, own[positions], side="right") / m
-            best = max(best, gaps.max())
-    return float(best)
+    while True:
+        step = max(1, length // KS_FANOUT)
+        parts = -(-length // step)
+        cuts = np.minimum(starts[:, None] + step * np.arange(1, parts + 1), stops[:, None])
+        counted = np.searchsorted(other, own[cuts], side="right") / m
+        gaps = (cuts + 1) / n
+        gaps -= counted
+        best = max(best, float(gaps.max()))
+        if step == 1:
+            return best
+        piece_starts = np.concatenate((starts[:, None], cuts[:, :-1]), axis=1)
+        piece_taken = np.concatenate((taken[:, None], counted[:, :-1]), axis=1)
+        bound = cuts / n
+        bound -= piece_taken
+        keep = (bound > best) & (cuts - piece_starts > 1)
+        if not keep.any():
+            return best
+        starts, stops, taken, length = piece_starts[keep], cuts[keep], piece_taken[keep], step
 
 
 def ks_pvalue(reference: NumericSample, current: NumericSample,

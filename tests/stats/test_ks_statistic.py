@@ -26,6 +26,7 @@ def cases():
     yield "nested", same, same[:7_000]
     yield "one much larger", rng.normal(size=200_000), rng.normal(0.3, 1, size=300)
     yield "a single value", [1.0], rng.normal(size=5_000)
+    yield "largest gap at the first value", [0.0, 30.0], [10.0, 20.0, 40.0]
     # A narrow bump: the largest gap lies strictly inside one block of the coarse pass.
     base = rng.uniform(0, 1, 64 * KS_BLOCK)
     bump = np.concatenate([base, np.full(40, 0.5000001)])
