@@ -1,6 +1,7 @@
 """The KS statistic, found coarse to fine, is scipy's ``ks_2samp`` statistic bit for bit:
 continuous and tied values, identical and nested samples, one side much larger, a single
-value, and gaps that peak inside a block as well as at its edges."""
+value, gaps that peak inside a block as well as at its edges, and many random samples of
+every kind around the block size."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def cases():
     yield "nested", same, same[:7_000]
     yield "one much larger", rng.normal(size=200_000), rng.normal(0.3, 1, size=300)
     yield "a single value", [1.0], rng.normal(size=5_000)
+    yield "largest gap at the first value", [0.0, 30.0], [10.0, 20.0, 40.0]
     # A narrow bump: the largest gap lies strictly inside one block of the coarse pass.
     base = rng.uniform(0, 1, 64 * KS_BLOCK)
     bump = np.concatenate([base, np.full(40, 0.5000001)])
@@ -38,6 +40,37 @@ def test_equals_scipy_bit_for_bit(name, reference, current):
     ours = ks_statistic(sample(reference), sample(current))
     theirs = stats.ks_2samp(reference, current, method="asymp").statistic
     assert ours == float(theirs), name
+
+
+def random_cases(count: int):
+    """Sizes from 1 to a few blocks (and some far larger), continuous, few integers, rounded,
+    shared values, a pile-up at one value: where the grids' brackets, the exact ends and the
+    values inside a block each decide the statistic."""
+    rng = np.random.default_rng(123)
+    for i in range(count):
+        n1, n2 = rng.integers(1, 12 * KS_BLOCK, 2) if i % 5 else rng.integers(1, 20_000, 2)
+        kind = i % 5
+        if kind == 0:
+            a, b = rng.normal(size=n1), rng.normal(rng.uniform(-0.3, 0.3), 1, n2)
+        elif kind == 1:
+            a = rng.integers(0, rng.integers(1, 30), n1).astype(float)
+            b = rng.integers(0, rng.integers(1, 30), n2).astype(float)
+        elif kind == 2:
+            a, b = rng.normal(size=n1).round(1), rng.normal(0.1, 1, n2).round(1)
+        elif kind == 3:  # half of the current drawn from the reference's own values
+            a = rng.normal(size=n1)
+            b = np.concatenate([rng.choice(a, max(1, n2 // 2)), rng.normal(size=n2 - n2 // 2)])
+        else:
+            a = rng.uniform(size=n1)
+            b = np.concatenate([rng.uniform(size=n2), np.full(rng.integers(1, 200), rng.uniform())])
+        yield a, b
+
+
+def test_equals_scipy_bit_for_bit_on_random_samples():
+    for i, (reference, current) in enumerate(random_cases(1500)):
+        ours = ks_statistic(sample(reference), sample(current))
+        theirs = stats.ks_2samp(reference, current, method="asymp").statistic
+        assert ours == float(theirs), (i, reference.size, current.size)
 
 
 @pytest.mark.parametrize("distinct", [1, 19, 20, 21, 22, 500])
